@@ -1,0 +1,84 @@
+import fs from 'node:fs/promises';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { SbeError, type ErrorCode, type SourceIssue } from './errors';
+
+export type InstancePath = readonly (string | number)[];
+
+/** A parsed YAML file that can tell where each value came from. */
+export class YamlSource {
+  readonly data: unknown;
+
+  constructor(
+    readonly file: string,
+    private readonly doc: Document.Parsed,
+    private readonly lines: LineCounter,
+  ) {
+    this.data = doc.toJS({ maxAliasCount: 100 });
+  }
+
+  /**
+   * Where the value at `path` is written (or, with `key: true`, the key that names it). Falls
+   * back to the nearest enclosing node that exists, so a missing property points at its parent.
+   */
+  positionOf(path: InstancePath, options: { key?: boolean } = {}): { line: number; column: number } {
+    let node: unknown = this.doc.contents;
+    let keyNode: unknown;
+    for (const segment of path) {
+      let next: unknown;
+      if (isMap(node)) {
+        const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === String(segment));
+        if (pair) {
+          keyNode = pair.key;
+          next = pair.value;
+        }
+      } else if (isSeq(node) && typeof segment === 'number') {
+        next = node.items[segment];
+        keyNode = next;
+      }
+      if (next === undefined || next === null) {
+        if (keyNode !== undefined && segment === path[path.length - 1] && options.key) node = keyNode;
+        break;
+      }
+      node = next;
+    }
+    if (options.key && keyNode !== undefined && path.length > 0) node = keyNode;
+    const offset = (node as Node | undefined)?.range?.[0] ?? 0;
+    const { line, col } = this.lines.linePos(offset);
+    return { line, column: col };
+  }
+
+  issueAt(path: InstancePath, message: string, options: { key?: boolean } = {}): SourceIssue {
+    const { line, column } = this.positionOf(path, options);
+    return { file: this.file, line, column, path: toPointer(path), message };
+  }
+}
+
+export function toPointer(path: InstancePath): string {
+  return path.length === 0 ? '/' : path.map((segment) => `/${String(segment).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+}
+
+/** Parses YAML text; syntax errors become an SbeError of `code` with their line and column. */
+export function parseYaml(file: string, text: string, code: ErrorCode): YamlSource {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
+  const problems = [...doc.errors];
+  if (problems.length > 0) {
+    const issues = problems.map((problem): SourceIssue => {
+      const { line, col } = lines.linePos(problem.pos[0]);
+      const firstLine = problem.message.split('\n')[0] ?? problem.message;
+      return { file, line, column: col, message: `YAML syntax error: ${firstLine}` };
+    });
+    throw new SbeError(code, `${file} is not valid YAML`, { issues });
+  }
+  return new YamlSource(file, doc, lines);
+}
+
+export async function readYamlFile(file: string, code: ErrorCode): Promise<YamlSource> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    throw new SbeError(code, `cannot read ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`, { cause: error });
+  }
+  return parseYaml(file, text, code);
+}
