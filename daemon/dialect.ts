@@ -13,6 +13,8 @@ export interface Dialect {
   timestampValue(date: Date): Knex.Value;
   /** An expression that sorts text in Unicode code-point order. */
   codePointOrder(expression: Knex.Raw): Knex.Raw;
+  /** Makes the planner compute a joined subquery once instead of merging it into the join. */
+  materialize(subquery: Knex.QueryBuilder): Knex.QueryBuilder;
 }
 
 export function dialectFor(name: DialectName, knex: Knex): Dialect {
@@ -26,6 +28,10 @@ export function dialectFor(name: DialectName, knex: Knex): Dialect {
         timestampValue: (date) => date.toISOString(),
         // SQLite's BINARY collation compares UTF-8 bytes: code-point order already.
         codePointOrder: (expression) => expression,
+        // A LIMIT keeps SQLite from flattening the subquery into the LEFT JOIN. Flattened,
+        // SQLite 3.5x without ANALYZE statistics scanned every active block for every user
+        // (100k users: 6 minutes instead of 0.2 s); materialized, it hashes it once.
+        materialize: (subquery) => subquery.limit(-1),
       };
     case 'pg':
       return {
@@ -33,6 +39,7 @@ export function dialectFor(name: DialectName, knex: Knex): Dialect {
         timestamp: (column) => knex.raw('??', [column]),
         timestampValue: (date) => date,
         codePointOrder: (expression) => knex.raw('? collate "C"', [expression]),
+        materialize: (subquery) => subquery,
       };
     case 'mysql':
       return {
@@ -40,6 +47,7 @@ export function dialectFor(name: DialectName, knex: Knex): Dialect {
         timestamp: (column) => knex.raw('??', [column]),
         timestampValue: (date) => date,
         codePointOrder: (expression) => knex.raw('cast(? as binary)', [expression]),
+        materialize: (subquery) => subquery,
       };
   }
 }

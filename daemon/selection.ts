@@ -90,7 +90,7 @@ export function composeSelection(input: SelectionInput): Knex.QueryBuilder {
     .from(ctx.relation('users', 'u'))
     .leftJoin(activeBalance.as('ab'), 'ab.user_id', 'u.id')
     .leftJoin(qualifying.as('q'), 'q.user_id', 'u.id')
-    .leftJoin(countedBlocks.as('cb'), 'cb.user_id', 'u.id')
+    .leftJoin(dialect.materialize(countedBlocks).as('cb'), 'cb.user_id', 'u.id')
     .select(
       'u.id as user_pk',
       'u.primary_id',
