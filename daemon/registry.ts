@@ -53,8 +53,10 @@ export async function loadRegistry(rulesDir: string | undefined): Promise<Regist
     throw new SbeError('CONFIG_INVALID', `cannot read the rules directory ${rulesDir}: ${(error as Error).message}`, { cause: error });
   }
   const rules = new Map(builtinRules);
+  const siteFiles = new Map<string, string>();
   for (const name of names) {
-    const file = path.join(rulesDir, name);
+    // Absolute, or require() would look a relative directory up as a package name.
+    const file = path.resolve(rulesDir, name);
     let exported: unknown;
     try {
       exported = require(file);
@@ -63,8 +65,12 @@ export async function loadRegistry(rulesDir: string | undefined): Promise<Regist
     }
     const candidate = (exported as { default?: unknown } | null)?.default ?? exported;
     const rule = checkRuleDefinition(candidate, file);
-    if (rules.has(rule.id)) throw new SbeError('RULE_INVALID', `${file}: rule id "${rule.id}" is already taken by a built-in rule`);
+    if (rules.has(rule.id)) {
+      const owner = siteFiles.has(rule.id) ? `the site rule ${siteFiles.get(rule.id)}` : 'a built-in rule';
+      throw new SbeError('RULE_INVALID', `${file}: rule id "${rule.id}" is already taken by ${owner}`);
+    }
     rules.set(rule.id, rule);
+    siteFiles.set(rule.id, file);
   }
   return { rules: new Map([...rules].sort(([a], [b]) => (a < b ? -1 : 1))), transports: builtinTransports };
 }

@@ -23,6 +23,10 @@ const compiled = new WeakMap<object, ValidateFunction>();
 export function compileSchema(schema: object): ValidateFunction {
   let validate = compiled.get(schema);
   if (!validate) {
+    // The profile schema is composed afresh for each registry (site rules, reloads) under the
+    // same `$id`; Ajv refuses a second schema with a known id, so the newest one takes it over.
+    const id = (schema as { $id?: unknown }).$id;
+    if (typeof id === 'string') ajv.removeSchema(id);
     validate = ajv.compile(schema);
     compiled.set(schema, validate);
   }
@@ -49,6 +53,11 @@ function messageOf(error: ErrorObject, path: InstancePath): string {
     case 'required':
       return `missing required key "${String(params.missingProperty)}"`;
     case 'enum':
+      // The plugin lists are long and the value is usually a typo: say what was written.
+      if (/^rules\/\d+\/rule$/.test(path.join('/')) || path.join('/') === 'delivery/transport') {
+        const what = path[0] === 'rules' ? 'rule' : 'transport';
+        return `unknown ${what} ${JSON.stringify(error.data)}; known ${what}s: ${(params.allowedValues as unknown[]).map(String).join(', ')}`;
+      }
       return `${name} must be one of: ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
     case 'const':
       return `${name} must be ${JSON.stringify(params.allowedValue)}`;
@@ -65,6 +74,9 @@ function messageOf(error: ErrorObject, path: InstancePath): string {
   }
 }
 
+/** Errors about what a mapping lacks as a whole rather than about one value in it. */
+const OBJECT_KEYWORDS = new Set(['required', 'minProperties', 'dependencies', 'dependentRequired']);
+
 /**
  * Validates `source.data` with `validate` (applying defaults) and returns one issue per
  * error, with line and column. The noise that composition adds (`if`, `then`, `anyOf` wrappers
@@ -78,7 +90,9 @@ export function validateSource(validate: ValidateFunction, source: YamlSource, d
     if (error.keyword === 'if' || error.keyword === 'anyOf' || error.keyword === 'oneOf' || error.keyword === 'allOf') continue;
     const path = pathOf(error);
     const message = messageOf(error, path);
-    const issue = source.issueAt(path, message, { key: error.keyword === 'additionalProperties' ? false : path.length > 0 });
+    // A wrong value is pointed at itself, a mapping that lacks something at its key, an
+    // unknown key at that key.
+    const issue = source.issueAt(path, message, { key: OBJECT_KEYWORDS.has(error.keyword) });
     if (error.keyword === 'additionalProperties') {
       const keyPath = [...path, String((error.params as { additionalProperty: string }).additionalProperty)];
       Object.assign(issue, source.issueAt(keyPath, message, { key: true }), { path: issue.path });

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type YAMLError } from 'yaml';
 import { SbeError, type ErrorCode, type SourceIssue } from './errors';
 
 export type InstancePath = readonly (string | number)[];
@@ -42,6 +42,8 @@ export class YamlSource {
       node = next;
     }
     if (options.key && keyNode !== undefined && path.length > 0) node = keyNode;
+    // `key:` with nothing after it: the empty value sits at the line's end; point at the key.
+    if (isScalar(node) && node.value === null && node.source === '' && keyNode !== undefined) node = keyNode;
     const offset = (node as Node | undefined)?.range?.[0] ?? 0;
     const { line, col } = this.lines.linePos(offset);
     return { line, column: col };
@@ -57,17 +59,47 @@ export function toPointer(path: InstancePath): string {
   return path.length === 0 ? '/' : path.map((segment) => `/${String(segment).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
 }
 
+/**
+ * Where a syntax error is best shown. An unclosed quote is reported by the parser at the end
+ * of the text it swallowed; the person needs the opening quote.
+ */
+function problemOffset(doc: Document.Parsed, problem: YAMLError): number {
+  const offset = problem.pos[0];
+  if (problem.code !== 'MISSING_CHAR' || !/quote/.test(problem.message)) return offset;
+  let opening = offset;
+  visit(doc, {
+    Scalar(_key, node) {
+      const quoted = node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE';
+      if (quoted && node.range && node.range[0] < offset && offset <= node.range[2]) {
+        opening = node.range[0];
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return opening;
+}
+
+function syntaxMessage(problem: YAMLError): string {
+  const firstLine = problem.message.split('\n')[0] ?? problem.message;
+  if (problem.code === 'MISSING_CHAR' && /quote/.test(problem.message)) return `${firstLine} (the quoted value that starts here is never closed)`;
+  // An unquoted cron schedule (`schedule: * * * * *`) reads as YAML aliases.
+  if (/alias/i.test(firstLine)) return `${firstLine} (a value that starts with "*", like a cron schedule, must be quoted: "* * * * *")`;
+  return firstLine;
+}
+
 /** Parses YAML text; syntax errors become an SbeError of `code` with their line and column. */
 export function parseYaml(file: string, text: string, code: ErrorCode): YamlSource {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
-  const problems = [...doc.errors];
-  if (problems.length > 0) {
-    const issues = problems.map((problem): SourceIssue => {
-      const { line, col } = lines.linePos(problem.pos[0]);
-      const firstLine = problem.message.split('\n')[0] ?? problem.message;
-      return { file, line, column: col, message: `YAML syntax error: ${firstLine}` };
-    });
+  if (doc.errors.length > 0) {
+    const issues: SourceIssue[] = [];
+    for (const problem of doc.errors) {
+      const { line, col } = lines.linePos(problemOffset(doc, problem));
+      // One mistake often trips several errors on its line; the first one says it best.
+      if (issues.some((issue) => issue.line === line)) continue;
+      issues.push({ file, line, column: col, message: `YAML syntax error: ${syntaxMessage(problem)}` });
+    }
     throw new SbeError(code, `${file} is not valid YAML`, { issues });
   }
   return new YamlSource(file, doc, lines);
