@@ -49,7 +49,7 @@ interface RawConfig {
 
 /**
  * Loads the config file. `--config FILE` must exist; the default file may be absent, and then
- * every value takes its default (relative to the current directory).
+ * every value takes its default (`profilesDir` still beside where that file would be).
  */
 export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   const explicit = file !== undefined;

@@ -19,7 +19,7 @@ export interface DatabaseTarget {
  * A password may come from the URL, from `?passwordFile=PATH` or from `$PGPASSWORD` /
  * `$MYSQL_PWD` (read by the drivers' conventions). It never appears in `redacted`.
  */
-export function parseDatabaseUrl(url: string, baseDir: string = process.cwd()): DatabaseTarget {
+export function parseDatabaseUrl(url: string, baseDir: string = process.cwd(), options: { readSecrets?: boolean } = {}): DatabaseTarget {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   if (scheme === 'sqlite' || scheme === 'sqlite3') {
     const rest = url.slice(scheme.length + 1);
@@ -61,7 +61,7 @@ export function parseDatabaseUrl(url: string, baseDir: string = process.cwd()): 
     const dialect: DialectName = scheme.startsWith('postgres') ? 'pg' : 'mysql';
     const passwordFile = parsed.searchParams.get('passwordFile');
     let password = decodeURIComponent(parsed.password) || undefined;
-    if (passwordFile) {
+    if (passwordFile && options.readSecrets !== false) {
       const file = path.resolve(baseDir, passwordFile);
       try {
         password = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Cron } from 'croner';
+import { parseDatabaseUrl } from './database';
 import { SbeError, type SourceIssue } from './errors';
 import { isKnownCurrency } from './money';
 import { composeProfileSchema, FILE_NAME_PLACEHOLDERS } from './profileSchema';
@@ -60,6 +61,13 @@ export function profileSchemaFor(registry: Registry): object {
 /** Checks the schema cannot express; each issue points at the offending value. */
 function semanticIssues(raw: RawProfile, source: YamlSource, registry: Registry): SourceIssue[] {
   const issues: SourceIssue[] = [];
+  if (raw.database !== undefined) {
+    try {
+      parseDatabaseUrl(raw.database, path.dirname(source.file), { readSecrets: false });
+    } catch (error) {
+      issues.push(source.issueAt(['database'], (error as Error).message));
+    }
+  }
   if (!isKnownCurrency(raw.currency)) {
     issues.push(source.issueAt(['currency'], `"${raw.currency}" is not an ISO 4217 currency code known to this system`));
   }

@@ -35,6 +35,9 @@ export function checkRuleDefinition(candidate: unknown, origin: string): AnyRule
   if (typeof schema !== 'object' || schema === null || schema.type !== 'object' || schema.additionalProperties !== false) {
     return fail('`schema` must be an object schema with additionalProperties: false');
   }
+  // The schema is embedded in the composed profile schema, where an `$id` would be registered
+  // twice and a `$ref` would resolve against the profile schema's root.
+  if (/"\$(id|ref)"\s*:/.test(JSON.stringify(schema))) return fail('`schema` must be self-contained: no $id or $ref (it is embedded in the profile schema)');
   try {
     ajv.compile(schema);
   } catch (error) {

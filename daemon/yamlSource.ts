@@ -83,9 +83,12 @@ function problemOffset(doc: Document.Parsed, problem: YAMLError): number {
 function syntaxMessage(problem: YAMLError): string {
   const firstLine = problem.message.split('\n')[0] ?? problem.message;
   if (problem.code === 'MISSING_CHAR' && /quote/.test(problem.message)) return `${firstLine} (the quoted value that starts here is never closed)`;
-  // An unquoted cron schedule (`schedule: * * * * *`) reads as YAML aliases.
-  if (/alias/i.test(firstLine)) return `${firstLine} (a value that starts with "*", like a cron schedule, must be quoted: "* * * * *")`;
-  return firstLine;
+  return withAliasHint(firstLine);
+}
+
+/** An unquoted cron schedule (`schedule: * * * * *`) reads as YAML aliases. */
+function withAliasHint(message: string): string {
+  return /^(Unresolved alias|Unexpected alias|Alias cannot be an empty string)/.test(message) ? `${message} (a value that starts with "*", like a cron schedule, must be quoted: "* * * * *")` : message;
 }
 
 /** Parses YAML text; syntax errors become an SbeError of `code` with their line and column. */
@@ -102,7 +105,23 @@ export function parseYaml(file: string, text: string, code: ErrorCode): YamlSour
     }
     throw new SbeError(code, `${file} is not valid YAML`, { issues });
   }
-  return new YamlSource(file, doc, lines);
+  try {
+    return new YamlSource(file, doc, lines);
+  } catch (error) {
+    // Aliases are resolved only here: an unknown anchor, or an alias bomb.
+    const message = (error as Error).message;
+    const name = /^Unresolved alias.*: (.*)$/.exec(message)?.[1];
+    let offset = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        if (name !== undefined && node.source !== name) return undefined;
+        offset = node.range?.[0] ?? 0;
+        return visit.BREAK;
+      },
+    });
+    const { line, col } = lines.linePos(offset);
+    throw new SbeError(code, `${file} is not valid YAML`, { cause: error, issues: [{ file, line, column: col, message: `YAML error: ${withAliasHint(message)}` }] });
+  }
 }
 
 export async function readYamlFile(file: string, code: ErrorCode): Promise<YamlSource> {

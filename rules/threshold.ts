@@ -25,6 +25,7 @@ export default defineRule<ThresholdOptions>({
       amount: {
         type: ['string', 'number'],
         pattern: '^[0-9]+(\\.[0-9]+)?$',
+        patternHint: 'must be a decimal amount in major units with a "." for the decimals, like "5.00"',
         minimum: 0,
         default: '0',
         description: 'Threshold in major units, e.g. "5.00".',

@@ -23,7 +23,7 @@ testRule(threshold, {
     },
   ],
   invalid: [
-    { options: { amount: '5,00' }, message: /\/rules\/0\/with\/amount "amount" must match the pattern/ },
+    { options: { amount: '5,00' }, message: /\/rules\/0\/with\/amount "amount" must be a decimal amount in major units with a "\." for the decimals, like "5\.00"/ },
     { options: { amount: '5.005' }, message: /\/rules\/0\/with "5\.005" has more decimals than USD allows \(2\)/ },
     { options: { amount: -1 }, message: /\/rules\/0\/with\/amount "amount" must be >= 0/ },
     { options: { amount: true }, message: /\/rules\/0\/with\/amount "amount" must be of type string or number/ },
