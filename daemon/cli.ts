@@ -5,6 +5,7 @@ import { loadConfig, type Config } from './config';
 import { openDatabase, parseDatabaseUrl } from './database';
 import { ExitCode, SbeError, exitCodeOf } from './errors';
 import { runExport, type ExportSummary } from './exporter';
+import { Ledger, type RunRecord } from './ledger';
 import { createLogger, type Logger, type LogLevel } from './logger';
 import { migrateLatest } from './migrations';
 import { loadProfileFile, resolveProfile } from './profiles';
@@ -83,7 +84,13 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       const config = await withConfig(opts.config, opts.verbose);
       const registry = await loadRegistry(config.rulesDir);
       const profile = await resolveProfile(opts.profile, config.profilesDir, registry);
-      const summary = await runExport({ profile, config, now, dryRun: opts.dryRun ?? false, logger });
+      const ledger = opts.dryRun ? undefined : await Ledger.open(config.stateDir, config.ledger ? { url: config.ledger } : {});
+      let summary: ExportSummary;
+      try {
+        summary = await runExport({ profile, config, now, dryRun: opts.dryRun ?? false, logger, ...(ledger ? { ledger } : {}) });
+      } finally {
+        await ledger?.close();
+      }
       if (opts.json) {
         io.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       } else {
@@ -114,6 +121,47 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           io.stdout.write(`${error.describe()}\n`);
           exitCode = Math.max(exitCode, error.exitCode);
         }
+      }
+    });
+
+  program
+    .command('status')
+    .description('Recent runs from the ledger, newest first, per profile: state, users, file, attempts, last error.')
+    .option('--config <file>', 'config file')
+    .option('--profile <id>', 'only this profile')
+    .option('--limit <n>', 'runs per profile', positiveInteger('--limit'), 10)
+    .option('--json', 'print the runs as JSON')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action(async (opts: { config?: string; profile?: string; limit: number; json?: boolean }) => {
+      const config = await withConfig(opts.config);
+      const ledger = await Ledger.open(config.stateDir, config.ledger ? { url: config.ledger } : {});
+      try {
+        const runs = await ledger.recentRuns({ ...(opts.profile ? { profileId: opts.profile } : {}), limit: 10_000 });
+        const byProfile = new Map<string, RunRecord[]>();
+        for (const run of runs) {
+          const list = byProfile.get(run.profileId) ?? [];
+          if (list.length < opts.limit) list.push(run);
+          byProfile.set(run.profileId, list);
+        }
+        if (opts.json) {
+          io.stdout.write(`${JSON.stringify(Object.fromEntries(byProfile), null, 2)}\n`);
+          return;
+        }
+        if (byProfile.size === 0) io.stdout.write(`no runs recorded in ${ledger.target.redacted}\n`);
+        for (const [profileId, list] of [...byProfile].sort(([a], [b]) => (a < b ? -1 : 1))) {
+          io.stdout.write(`profile ${profileId}\n`);
+          for (const run of list) {
+            const details = [
+              run.users === null ? '' : `${run.users} users`,
+              run.fileName ?? '',
+              run.attempts > 0 ? `${run.attempts} attempt(s)` : '',
+              run.lastError ? `last error: ${run.lastError.split('\n')[0]}` : '',
+            ].filter(Boolean).join(', ');
+            io.stdout.write(`  ${run.runId.padEnd(40)} ${run.state.padEnd(11)} ${details}\n`);
+          }
+        }
+      } finally {
+        await ledger.close();
       }
     });
 

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { durationSchema } from './duration';
 import { SbeError } from './errors';
 import type { LogFormat, LogLevel } from './logger';
 import { DEFAULT_CONFIG_FILE, defaultDatabaseUrl, defaultStateDir } from './paths';
@@ -16,6 +17,11 @@ export interface Config {
   /** The directory `database` and other relative values are resolved against. */
   baseDir: string;
   rulesDir?: string;
+  /** Run ledger URL; undefined means ledger.db in the state directory. */
+  ledger?: string;
+  outboxRetention: string;
+  /** How long a shutdown waits for running exports before it interrupts them (a duration). */
+  shutdownGrace: string;
   log: { level: LogLevel; format?: LogFormat };
 }
 
@@ -27,6 +33,12 @@ export const configSchema = {
     stateDir: { type: 'string', minLength: 1, description: 'Ledger and outbox directory (SPEC 8 gives the default).' },
     database: { type: 'string', minLength: 1, description: 'Default source database URL. Default: the SQLite file library.db in the state directory.' },
     rulesDir: { type: 'string', minLength: 1, description: 'Directory of site rule modules (.js).' },
+    ledger: { type: 'string', minLength: 1, description: 'Run ledger database URL. Default: the SQLite file ledger.db in the state directory.' },
+    outboxRetention: durationSchema('30d', 'How long delivered and superseded exports stay in the outbox.'),
+    shutdownGrace: durationSchema(
+      '30s',
+      'How long the daemon waits on SIGTERM for running exports to finish; then it interrupts them (recorded interrupted, rebuilt at the next start). Keep it below the unit\'s TimeoutStopSec.',
+    ),
     log: {
       type: 'object',
       additionalProperties: false,
@@ -44,6 +56,9 @@ interface RawConfig {
   stateDir?: string;
   database?: string;
   rulesDir?: string;
+  ledger?: string;
+  outboxRetention: string;
+  shutdownGrace: string;
   log: { level: LogLevel; format?: LogFormat };
 }
 
@@ -54,7 +69,7 @@ interface RawConfig {
 export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   const explicit = file !== undefined;
   const configFile = path.resolve(file ?? env.SIS_BLOCK_EXPORT_CONFIG ?? DEFAULT_CONFIG_FILE);
-  let raw: RawConfig = { log: { level: 'info' } };
+  let raw: RawConfig = { outboxRetention: '30d', shutdownGrace: '30s', log: { level: 'info' } };
   let found = false;
   if (explicit || fs.existsSync(configFile)) {
     const source = await readYamlFile(configFile, 'CONFIG_INVALID');
@@ -73,6 +88,9 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
     stateDir,
     database: raw.database ?? defaultDatabaseUrl(stateDir),
     ...(raw.rulesDir ? { rulesDir: path.resolve(baseDir, raw.rulesDir) } : {}),
+    ...(raw.ledger ? { ledger: raw.ledger } : {}),
+    outboxRetention: raw.outboxRetention,
+    shutdownGrace: raw.shutdownGrace,
     log: raw.log,
   };
 }

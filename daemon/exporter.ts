@@ -10,20 +10,15 @@ import { SbeError, wrapError } from './errors';
 import type { Logger } from './logger';
 import { formatMinor, toMinor } from './money';
 import { AtomicOutputFile } from './outputFile';
+import { parseDuration } from './duration';
+import type { Ledger, LedgerFile, RunRecord } from './ledger';
+import { withRetry, type RetryDeps } from './retry';
+import type { RetryOptions } from './transportApi';
 import type { Profile } from './profiles';
 import { groupUsers, streamRows, type SelectedUser } from './rowSource';
 import { composeSelection, matchIdTypeOf, nativeRelations } from './selection';
 import { compactTimestamp, formatExportTimestamp, parseStoredTimestamp } from './timestamps';
 import { ExportXmlWriter, type ExportUser } from './xmlWriter';
-
-export interface ExportOptions {
-  profile: Profile;
-  config: Config;
-  /** The run time: the scheduled time, or `--now`. The selection is evaluated at it. */
-  now: Date;
-  dryRun?: boolean;
-  logger: Logger;
-}
 
 export interface ExportSummary {
   runId: string;
@@ -51,25 +46,6 @@ export function sourceTarget(profile: Profile, config: Config): DatabaseTarget {
 
 export function expandFileName(pattern: string, values: { profile: string; runId: string; date: string }): string {
   return pattern.replace(/\{(profile|runId|date)\}/g, (_all, key: keyof typeof values) => values[key]);
-}
-
-/**
- * Claims a unique, sortable run id `<profile>-<YYYYMMDDTHHMMSSZ>[-N]` by creating its outbox
- * directory (mkdir is atomic: two runs cannot take the same id).
- */
-export async function claimRunId(outboxDir: string, profileId: string, now: Date): Promise<{ runId: string; dir: string }> {
-  await fs.mkdir(outboxDir, { recursive: true, mode: 0o750 });
-  const base = `${profileId}-${compactTimestamp(now)}`;
-  for (let n = 1; ; n++) {
-    const runId = n === 1 ? base : `${base}-${n}`;
-    const dir = path.join(outboxDir, runId);
-    try {
-      await fs.mkdir(dir, { mode: 0o750 });
-      return { runId, dir };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-  }
 }
 
 function exportTimestamp(value: string | Date, where: string): string {
@@ -121,29 +97,52 @@ export async function openSource(profile: Profile, config: Config): Promise<{ db
   }
 }
 
-/**
- * Runs one export: selects, streams the XML into the outbox (temp name, fsync, rename) and
- * delivers it with the profile's transport. With `dryRun` it only counts.
- */
-export async function runExport(options: ExportOptions): Promise<ExportSummary> {
-  const { profile, config, now, logger } = options;
-  const { db, dialect } = await openSource(profile, config);
-  const matchIdType = matchIdTypeOf(profile.rules);
-  let output: AtomicOutputFile | undefined;
-  let runId = `${profile.id}-${compactTimestamp(now)}`;
-  let outboxDir: string | undefined;
-  let committed = false;
-  try {
-    const query = composeSelection({ knex: db, dialect, relations: nativeRelations, rules: profile.rules, now, currency: profile.currency });
-    const sql = query.toString();
-    if (!options.dryRun) {
-      ({ runId, dir: outboxDir } = await claimRunId(path.join(config.stateDir, 'outbox'), profile.id, now));
-    }
-    const log = logger.child({ profile: profile.id, run: runId });
-    log.info(options.dryRun ? 'dry run started' : 'export started', { now: now.toISOString() });
-    const fileName = expandFileName(profile.output.fileName, { profile: profile.id, runId, date: compactTimestamp(now).slice(0, 8) });
-    if (outboxDir) output = new AtomicOutputFile(path.join(outboxDir, fileName));
+export interface RunDeps {
+  config: Config;
+  logger: Logger;
+  /** Absent only for dry runs. */
+  ledger?: Ledger;
+  /** Shutdown: a build is abandoned (interrupted), a delivery stops retrying. */
+  signal?: AbortSignal;
+  retry?: Pick<RetryDeps, 'random' | 'sleep'>;
+}
 
+export interface ExportOptions extends RunDeps {
+  profile: Profile;
+  /** The run time: the scheduled time, or `--now`. The selection is evaluated at it. */
+  now: Date;
+  dryRun?: boolean;
+  /** A run of the schedule (not a manual `export`): counts for missed-run detection. */
+  scheduled?: boolean;
+  /** Rebuild this run (interrupted before its file was complete) instead of claiming a new id. */
+  runId?: string;
+}
+
+interface BuiltExport {
+  summary: ExportSummary;
+  files: LedgerFile[];
+  sha256: string;
+}
+
+function outboxDir(config: Config, runId: string): string {
+  return path.join(config.stateDir, 'outbox', runId);
+}
+
+/** Selects and writes the export (or, dry, only counts). The caller owns the source connection. */
+async function buildExport(options: ExportOptions, source: { db: Knex; dialect: Dialect }, runId: string, log: Logger): Promise<BuiltExport | ExportSummary> {
+  const { profile, config, now } = options;
+  const { db, dialect } = source;
+  const matchIdType = matchIdTypeOf(profile.rules);
+  const query = composeSelection({ knex: db, dialect, relations: nativeRelations, rules: profile.rules, now, currency: profile.currency });
+  const sql = query.toString();
+  const fileName = expandFileName(profile.output.fileName, { profile: profile.id, runId, date: compactTimestamp(now).slice(0, 8) });
+  let output: AtomicOutputFile | undefined;
+  if (!options.dryRun) {
+    const dir = outboxDir(config, runId);
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+    output = new AtomicOutputFile(path.join(dir, fileName));
+  }
+  try {
     const writer = new ExportXmlWriter();
     await output?.write(writer.prolog());
     await output?.write(writer.open({ currency: profile.currency, generatedAt: formatExportTimestamp(now), matchIdType, profile: profile.id, runId }));
@@ -155,6 +154,7 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
     let skippedCount = 0;
     try {
       for await (const user of groupUsers(streamRows(db, dialect, query))) {
+        if (options.signal?.aborted) throw new SbeError('ABORTED', `export of ${runId} abandoned: shutting down`);
         if (user.userId === null) {
           skippedCount++;
           if (skipped.length < 10) skipped.push(user.primaryId);
@@ -187,30 +187,128 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
     const summary: ExportSummary = {
       runId, users, blocks, skippedMissingMatchId: skippedCount, activeBalanceTotal, droppedCharacters: writer.droppedCharacters, matchIdType, sql,
     };
-    if (!output) {
-      log.info('dry run finished', { users, blocks, skipped: skippedCount });
-      return summary;
-    }
+    if (!output) return summary;
     const sha256 = await output.commit().catch((error: unknown) => {
       throw wrapError('OUTPUT_WRITE', `writing ${output!.finalPath}`, error);
     });
-    committed = true;
     summary.file = { path: output.finalPath, name: fileName, bytes: output.bytes, sha256 };
     log.info('export built', { users, blocks, bytes: output.bytes, file: output.finalPath });
-
-    const transport = profile.delivery.transport.create(profile.delivery.options);
-    summary.destination = transport.describe();
-    await transport.deliver([{ localPath: output.finalPath, name: fileName, size: output.bytes }], { logger: log });
-    log.info('export delivered', { to: summary.destination, file: fileName });
-    return summary;
+    return { summary, files: [{ name: fileName, localPath: output.finalPath, size: output.bytes }], sha256 };
   } catch (error) {
-    // A built export stays in the outbox (delivery is retried from there); a half-built one goes.
-    if (!committed) {
-      await output?.discard();
-      if (outboxDir) await fs.rm(outboxDir, { recursive: true, force: true });
-    }
+    await output?.discard();
     throw error;
-  } finally {
-    await db.destroy();
   }
+}
+
+/**
+ * Delivers a built run with its profile's transport, retrying transient failures, and records
+ * the outcome. Refusals and exhausted retries leave the run `failed` with its file in the
+ * outbox; the next run of the profile (or the next daemon start) delivers it unless a newer
+ * snapshot supersedes it first.
+ */
+export async function deliverRun(run: RunRecord, profile: Profile, deps: RunDeps & { ledger: Ledger }): Promise<string> {
+  const { ledger, logger, signal } = deps;
+  if (run.files.length === 0) throw new SbeError('INTERNAL', `run ${run.runId} has no built files to deliver`);
+  const log = logger.child({ profile: profile.id, run: run.runId });
+  const transport = profile.delivery.transport.create(profile.delivery.options);
+  const destination = transport.describe();
+  const policy = (profile.delivery.options.retry as RetryOptions | undefined) ?? { attempts: 1, initialDelay: '1s', maxDelay: '1s' };
+  await ledger.markDelivering(run.runId);
+  try {
+    await withRetry(`delivering ${run.fileName} to ${destination}`, policy, async (attempt) => {
+      if (attempt > 1) await ledger.markDelivering(run.runId);
+      await transport.deliver(run.files.map((file) => ({ localPath: file.localPath, name: file.name, size: file.size })), { logger: log, ...(signal ? { signal } : {}) });
+    }, { logger: log, ...(signal ? { signal } : {}), ...deps.retry });
+  } catch (error) {
+    await ledger.markFailed(run.runId, error);
+    log.error(`delivery failed; the export stays in the outbox: ${(error as Error).message}`, { file: run.fileName });
+    throw error;
+  }
+  await ledger.markDelivered(run.runId);
+  log.info('export delivered', { to: destination, file: run.fileName });
+  await pruneOutbox(profile.id, deps);
+  return destination;
+}
+
+/** Deletes the outbox files of delivered and superseded runs older than the retention period. */
+async function pruneOutbox(profileId: string, deps: RunDeps & { ledger: Ledger }): Promise<void> {
+  const before = new Date(Date.now() - parseDuration(deps.config.outboxRetention));
+  for (const run of await deps.ledger.prunableRuns(profileId, before)) {
+    await fs.rm(outboxDir(deps.config, run.runId), { recursive: true, force: true });
+    await deps.ledger.markPruned(run.runId);
+    deps.logger.debug('outbox pruned', { profile: profileId, run: run.runId });
+  }
+}
+
+/**
+ * Delivers the newest built-but-undelivered snapshot of the profile, if any (older ones are
+ * superseded by it first). Used when a new build fails, and at daemon start.
+ */
+export async function deliverPending(profile: Profile, deps: RunDeps & { ledger: Ledger }): Promise<RunRecord | undefined> {
+  const pending = await deps.ledger.pendingDelivery(profile.id);
+  if (!pending) return undefined;
+  const superseded = await deps.ledger.supersedeOlder(profile.id, pending.runId);
+  for (const runId of superseded) deps.logger.warn(`snapshot ${runId} superseded by ${pending.runId}; it will not be delivered`, { profile: profile.id, run: runId });
+  deps.logger.info(`delivering pending snapshot ${pending.runId}`, { profile: profile.id, run: pending.runId });
+  await deliverRun(pending, profile, deps);
+  return pending;
+}
+
+/**
+ * Runs one export of a profile: claims a run id in the ledger, builds the snapshot into the
+ * outbox, supersedes older undelivered snapshots, and delivers it. When the build fails, the
+ * pending older snapshot (if any) is delivered instead, and the build error is reported.
+ * With `dryRun` it only counts (no ledger, no file).
+ */
+export async function runExport(options: ExportOptions): Promise<ExportSummary> {
+  const { profile, logger, ledger } = options;
+  if (options.dryRun) {
+    const source = await openSource(profile, options.config);
+    try {
+      const runId = `${profile.id}-${compactTimestamp(options.now)}`;
+      const log = logger.child({ profile: profile.id, run: runId });
+      log.info('dry run started', { now: options.now.toISOString() });
+      const summary = (await buildExport(options, source, runId, log)) as ExportSummary;
+      log.info('dry run finished', { users: summary.users, blocks: summary.blocks, skipped: summary.skippedMissingMatchId });
+      return summary;
+    } finally {
+      await source.db.destroy();
+    }
+  }
+  if (!ledger) throw new SbeError('INTERNAL', 'an export needs the run ledger');
+  const deps = { ...options, ledger };
+  const runId = options.runId ?? (await ledger.claimRun(profile.id, options.now, options.scheduled ?? false));
+  if (options.runId) await ledger.markRebuilding(runId);
+  const log = logger.child({ profile: profile.id, run: runId });
+  log.info('export started', { now: options.now.toISOString(), scheduled: options.scheduled ?? false });
+  let built: BuiltExport;
+  try {
+    const source = await openSource(profile, options.config);
+    try {
+      built = (await buildExport(options, source, runId, log)) as BuiltExport;
+    } finally {
+      await source.db.destroy();
+    }
+  } catch (error) {
+    await fs.rm(outboxDir(options.config, runId), { recursive: true, force: true });
+    if (options.signal?.aborted || (error instanceof SbeError && error.code === 'ABORTED')) {
+      await ledger.markInterrupted(runId, 'interrupted by shutdown before the export was complete');
+      log.warn('export interrupted by shutdown; it runs again at the next start');
+      throw error;
+    }
+    await ledger.markFailed(runId, error);
+    log.error(`export failed: ${(error as Error).message}`);
+    // The older snapshot is the best information the SIS can get now.
+    await deliverPending(profile, deps).catch((pendingError: unknown) => {
+      log.error(`delivering the pending older snapshot failed too: ${(pendingError as Error).message}`);
+    });
+    throw error;
+  }
+  await ledger.markBuilt(runId, { files: built.files, sha256: built.sha256, users: built.summary.users, blocks: built.summary.blocks });
+  for (const older of await ledger.supersedeOlder(profile.id, runId)) {
+    log.warn(`snapshot ${older} superseded by ${runId}; it will not be delivered`);
+  }
+  const record = await ledger.get(runId);
+  built.summary.destination = await deliverRun(record!, profile, deps);
+  return built.summary;
 }

@@ -1,3 +1,4 @@
+import { durationSchema } from './duration';
 import type { JsonSchema } from './ruleApi';
 import type { Logger } from './logger';
 
@@ -42,3 +43,26 @@ export type AnyTransport = TransportDefinition<any>; // eslint-disable-line @typ
 export function defineTransport<Options>(definition: TransportDefinition<Options>): TransportDefinition<Options> {
   return Object.freeze(definition);
 }
+
+/** Retry policy of a delivery: shared by every transport's schema as its `retry` property. */
+export interface RetryOptions {
+  attempts: number;
+  initialDelay: string;
+  maxDelay: string;
+}
+
+/**
+ * `retry` in a transport's options: transient failures (DELIVERY_FAILED) are retried with
+ * exponential backoff and full jitter; refusals (DELIVERY_REFUSED) never are.
+ */
+export const retryProperty: JsonSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description: 'Retries of transient delivery failures: exponential backoff with full jitter.',
+  properties: {
+    attempts: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Attempts in all, the first included.' },
+    initialDelay: durationSchema('5s', 'Upper bound of the first random delay.'),
+    maxDelay: durationSchema('10m', 'Cap of the delay bound, which doubles after each failure.'),
+  },
+};

@@ -1,11 +1,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SbeError } from '../daemon/errors';
-import { defineTransport, type DeliveryFile } from '../daemon/transportApi';
+import { syncDirectory } from '../daemon/outputFile';
+import { defineTransport, retryProperty, type DeliveryFile, type RetryOptions } from '../daemon/transportApi';
 
 export interface LocalOptions {
   transport: 'local';
   directory: string;
+  retry: RetryOptions;
 }
 
 const REFUSED = new Set(['EACCES', 'EPERM', 'ENOENT', 'ENOTDIR', 'EROFS']);
@@ -25,12 +27,7 @@ async function publish(directory: string, file: DeliveryFile): Promise<void> {
     await handle.close();
   }
   await fs.rename(temp, target);
-  const dir = await fs.open(directory, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await syncDirectory(directory);
 }
 
 export default defineTransport<LocalOptions>({
@@ -45,9 +42,10 @@ export default defineTransport<LocalOptions>({
     properties: {
       transport: { const: 'local' },
       directory: { type: 'string', minLength: 1, description: 'Target directory; relative to the profile file. Must exist.' },
+      retry: retryProperty,
     },
   },
-  examples: [{ transport: 'local', directory: '/srv/sis-inbox' }],
+  examples: [{ transport: 'local', directory: '/srv/sis-inbox', retry: { attempts: 3, initialDelay: '1s', maxDelay: '30s' } }],
   pathFields: ['directory'],
   create({ directory }) {
     return {

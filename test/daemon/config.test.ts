@@ -46,7 +46,7 @@ describe('daemon/config', () => {
       const { error, issues } = await configIssues(file);
       expect(error.message).to.equal(`${file} is not a valid configuration`);
       expect(issues).to.deep.equal([
-        { file, line: 2, column: 1, path: '/', message: 'unknown key "rulesdir"; allowed keys here: profilesDir, stateDir, database, rulesDir, log' },
+        { file, line: 2, column: 1, path: '/', message: 'unknown key "rulesdir"; allowed keys here: profilesDir, stateDir, database, rulesDir, ledger, outboxRetention, shutdownGrace, log' },
       ]);
     });
 
@@ -101,6 +101,8 @@ describe('daemon/config', () => {
         profilesDir: path.join(path.dirname(file), 'profiles.d'),
         stateDir: state,
         database: `sqlite://${path.join(state, 'library.db')}`,
+        outboxRetention: '30d',
+        shutdownGrace: '30s',
         log: { level: 'info' },
       });
       expect(config.database).to.equal(defaultDatabaseUrl(state));
@@ -135,6 +137,8 @@ describe('daemon/config', () => {
         profilesDir: path.join(path.dirname(absent), 'profiles.d'),
         stateDir: path.join(tmp, 's'),
         database: `sqlite://${path.join(tmp, 's', 'library.db')}`,
+        outboxRetention: '30d',
+        shutdownGrace: '30s',
         log: { level: 'info' },
       });
     });
@@ -184,7 +188,7 @@ describe('daemon/config', () => {
       const file = configFile('log:\n  level: info\nprofileDir: /srv/profiles\n');
       const result = await runCli(['validate', '--config', file, profile], {}, NOW);
       expect(result.code).to.equal(2);
-      expect(result.stderr).to.contain(`${file}:3:1: unknown key "profileDir"; allowed keys here: profilesDir, stateDir, database, rulesDir, log`);
+      expect(result.stderr).to.contain(`${file}:3:1: unknown key "profileDir"; allowed keys here: profilesDir, stateDir, database, rulesDir, ledger, outboxRetention, shutdownGrace, log`);
       expect(result.stdout).to.equal('');
     });
 

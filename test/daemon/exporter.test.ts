@@ -265,3 +265,61 @@ describe('export (SPEC 3 selection, SPEC 5 file, local delivery)', function () {
     expect(inboxFiles(current.inbox)).to.deep.equal(['user-blocks-by-id-20261204T020000Z.xml']);
   });
 });
+
+describe('export with the run ledger (SPEC 8)', function () {
+  this.timeout(60_000);
+  let current: Setup | undefined;
+  afterEach(async () => {
+    await current?.source.close();
+    current = undefined;
+  });
+
+  it('never delivers an older snapshot after a newer one: the older failed delivery is superseded', async () => {
+    current = await setup([{ id: 1, primaryId: 'a', blocks: [{}] }]);
+    const file = current.writeProfile({ delivery: { transport: 'local', directory: 'inbox-later' } });
+    const first = await runCli(['export', '--profile', file, '--now', '2026-12-01T02:00:00Z'], current.env);
+    expect(first.code).to.equal(5);
+    fs.mkdirSync(path.join(current.source.dir, 'inbox-later'));
+    const second = await runCli(['export', '--profile', file, '--now', '2026-12-02T02:00:00Z'], current.env);
+    expect(second.code, second.stderr).to.equal(0);
+    expect(second.stderr).to.include('snapshot test-20261201T020000Z superseded by test-20261202T020000Z');
+    expect(inboxFiles(path.join(current.source.dir, 'inbox-later'))).to.deep.equal(['user-blocks-test-20261202T020000Z.xml']);
+    const status = await runCli(['status'], current.env);
+    expect(status.code).to.equal(0);
+    expect(status.stdout).to.match(/test-20261202T020000Z\s+delivered\s+1 users, user-blocks-test-20261202T020000Z.xml, 1 attempt\(s\)/);
+    expect(status.stdout).to.match(/test-20261201T020000Z\s+superseded\s+1 users, .*last error: superseded by test-20261202T020000Z/);
+    const json = JSON.parse((await runCli(['status', '--json', '--profile', 'test'], current.env)).stdout) as Record<string, { runId: string; state: string }[]>;
+    expect(json.test!.map((run) => [run.runId, run.state])).to.deep.equal([['test-20261202T020000Z', 'delivered'], ['test-20261201T020000Z', 'superseded']]);
+  });
+
+  it('delivers the pending older snapshot when the new build fails', async () => {
+    current = await setup([{ id: 1, primaryId: 'a', blocks: [{}] }]);
+    const file = current.writeProfile({ delivery: { transport: 'local', directory: 'inbox-later' } });
+    expect((await runCli(['export', '--profile', file, '--now', '2026-12-01T02:00:00Z'], current.env)).code).to.equal(5);
+    fs.mkdirSync(path.join(current.source.dir, 'inbox-later'));
+    await current.source.knex('fines_fees').insert({ id: 99, user_id: 1, status: 'ACTIVE', balance_minor: 1, currency: 'USD', created_at: 'not a time' });
+    const second = await runCli(['export', '--profile', file, '--now', '2026-12-02T02:00:00Z'], current.env);
+    expect(second.code).to.equal(3);
+    expect(second.stderr).to.include('delivering pending snapshot test-20261201T020000Z');
+    expect(inboxFiles(path.join(current.source.dir, 'inbox-later'))).to.deep.equal(['user-blocks-test-20261201T020000Z.xml']);
+    const status = await runCli(['status', '--json'], current.env);
+    const runs = (JSON.parse(status.stdout) as Record<string, { runId: string; state: string; lastError: string | null }[]>).test!;
+    expect(runs.map((run) => [run.runId, run.state])).to.deep.equal([['test-20261202T020000Z', 'failed'], ['test-20261201T020000Z', 'delivered']]);
+    expect(runs[0]!.lastError).to.include('fines_fees.created_at of row id 99');
+  });
+
+  it('retries a transient local failure per the profile policy and gives up with exit 4, keeping the export', async () => {
+    current = await setup([{ id: 1, primaryId: 'a', blocks: [{}] }]);
+    // A file where the directory should be: ENOTDIR is a refusal; a full disk would be transient.
+    // Here: the target directory exists but a directory occupies the temp name, so the copy fails with EISDIR.
+    fs.mkdirSync(path.join(current.inbox, '.user-blocks-test-20261204T020000Z.xml.part'));
+    const file = current.writeProfile({ delivery: { transport: 'local', directory: 'inbox', retry: { attempts: 3, initialDelay: '10ms', maxDelay: '20ms' } } });
+    const result = await runCli(['export', '--profile', file, '--now', NOW], current.env);
+    expect(result.code).to.equal(4);
+    expect(result.stderr.match(/attempt \d of 3 failed, retrying/g)).to.have.length(2);
+    expect(result.stderr).to.include('failed after 3 attempt(s)');
+    expect(fs.existsSync(path.join(current.stateDir, 'outbox', 'test-20261204T020000Z', 'user-blocks-test-20261204T020000Z.xml'))).to.equal(true);
+    const status = JSON.parse((await runCli(['status', '--json'], current.env)).stdout) as Record<string, { state: string; attempts: number }[]>;
+    expect(status.test![0]).to.include({ state: 'failed', attempts: 3 });
+  });
+});

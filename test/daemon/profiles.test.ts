@@ -181,7 +181,7 @@ describe('daemon/profiles', () => {
 
     it('inside `delivery` for transport local', () => {
       const text = yaml(...HEAD, '  host: sis.example.edu');
-      expectIssue(onlyIssue(text), at(text, 'host'), 'unknown key "host"; allowed keys here: transport, directory', '/delivery');
+      expectIssue(onlyIssue(text), at(text, 'host'), 'unknown key "host"; allowed keys here: transport, directory, retry', '/delivery');
     });
 
     it('inside `output`', () => {
