@@ -16,10 +16,11 @@ export interface DatabaseTarget {
  * Parses a database URL:
  *   sqlite:///abs/path.db, sqlite:relative/path.db (relative to `baseDir`), sqlite::memory:
  *   postgres://user@host:5432/db, postgresql://..., mysql://user@host:3306/db, mariadb://...
- * A password may come from the URL, from `?passwordFile=PATH` or from `$PGPASSWORD` /
- * `$MYSQL_PWD` (read by the drivers' conventions). It never appears in `redacted`.
+ * A password may come from the URL, from `?passwordFile=PATH` (relative to `baseDir`), from
+ * `?passwordEnv=NAME`, or from `$PGPASSWORD` / `$MYSQL_PWD`. It never appears in `redacted`.
  */
-export function parseDatabaseUrl(url: string, baseDir: string = process.cwd(), options: { readSecrets?: boolean } = {}): DatabaseTarget {
+export function parseDatabaseUrl(url: string, baseDir: string = process.cwd(), options: { readSecrets?: boolean; env?: NodeJS.ProcessEnv } = {}): DatabaseTarget {
+  const env = options.env ?? process.env;
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   if (scheme === 'sqlite' || scheme === 'sqlite3') {
     const rest = url.slice(scheme.length + 1);
@@ -60,7 +61,12 @@ export function parseDatabaseUrl(url: string, baseDir: string = process.cwd(), o
     }
     const dialect: DialectName = scheme.startsWith('postgres') ? 'pg' : 'mysql';
     const passwordFile = parsed.searchParams.get('passwordFile');
+    const passwordEnv = parsed.searchParams.get('passwordEnv');
     let password = decodeURIComponent(parsed.password) || undefined;
+    if (passwordEnv && options.readSecrets !== false) {
+      password = env[passwordEnv];
+      if (password === undefined) throw new SbeError('CONFIG_INVALID', `database URL ${redactUrl(url)}: the environment variable ${passwordEnv} (passwordEnv) is not set`);
+    }
     if (passwordFile && options.readSecrets !== false) {
       const file = path.resolve(baseDir, passwordFile);
       try {
@@ -76,16 +82,30 @@ export function parseDatabaseUrl(url: string, baseDir: string = process.cwd(), o
       port: parsed.port ? Number(parsed.port) : dialect === 'pg' ? 5432 : 3306,
       user: decodeURIComponent(parsed.username) || (dialect === 'pg' ? 'postgres' : 'root'),
       database,
-      ...(password === undefined ? {} : { password }),
+      // pg reads $PGPASSWORD by itself; mysql2 does not read $MYSQL_PWD, so it is passed on.
+      ...(password === undefined ? (dialect === 'mysql' && env.MYSQL_PWD !== undefined ? { password: env.MYSQL_PWD } : {}) : { password }),
     };
     const connection = dialect === 'pg'
       ? { ...common, connectionTimeoutMillis: 10_000, ...(parsed.searchParams.get('ssl') === 'true' ? { ssl: true } : {}) }
       // Dates are exchanged in UTC whatever the host's zone; big sums come back exact, as strings.
       : { ...common, timezone: 'Z', dateStrings: false, supportBigNumbers: true, bigNumberStrings: true, charset: 'utf8mb4', connectTimeout: 10_000 };
+    // Sessions run in UTC, so nothing depends on the server's or this host's zone.
+    const sessionUtc = dialect === 'pg' ? "set time zone 'UTC'" : "set time_zone = '+00:00'";
     return {
       dialect,
       redacted: redactUrl(url),
-      knexConfig: { client: dialect === 'pg' ? 'pg' : 'mysql2', connection, pool: { min: 0, max: 4 } },
+      knexConfig: {
+        client: dialect === 'pg' ? 'pg' : 'mysql2',
+        connection,
+        acquireConnectionTimeout: 15_000,
+        pool: {
+          min: 0,
+          max: 4,
+          afterCreate(conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+            conn.query(sessionUtc, (err) => done(err, conn));
+          },
+        },
+      },
     };
   }
   throw new SbeError('CONFIG_INVALID', `unsupported database URL "${redactUrl(url)}": use sqlite:, postgres:// or mysql://`);

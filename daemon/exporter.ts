@@ -3,7 +3,6 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import { compareCodePoints } from './codePoints';
 import type { Config } from './config';
-import { checkSqliteTimestamps } from './dataChecks';
 import { checkConnection, openDatabase, parseDatabaseUrl, type DatabaseTarget } from './database';
 import { dialectFor, type Dialect } from './dialect';
 import { SbeError, wrapError } from './errors';
@@ -16,7 +15,8 @@ import { withRetry, type RetryDeps } from './retry';
 import type { RetryOptions } from './transportApi';
 import type { Profile } from './profiles';
 import { groupUsers, streamRows, type SelectedUser } from './rowSource';
-import { composeSelection, matchIdTypeOf, nativeRelations } from './selection';
+import { composeSelection, matchIdTypeOf, type RelationSource } from './selection';
+import { sources } from './sources';
 import { compactTimestamp, formatExportTimestamp, parseStoredTimestamp } from './timestamps';
 import { ExportXmlWriter, type ExportUser } from './xmlWriter';
 
@@ -34,8 +34,6 @@ export interface ExportSummary {
   /** The composed SQL with its bindings inlined (for `--dry-run`). */
   sql: string;
 }
-
-export const NATIVE_TABLES = ['users', 'user_identifiers', 'user_blocks', 'fines_fees'] as const;
 
 /** The source a profile reads: its own `database`, relative to the profile, else the config's. */
 export function sourceTarget(profile: Profile, config: Config): DatabaseTarget {
@@ -73,24 +71,28 @@ function toExportUser(user: SelectedUser, userId: string, activeMinor: bigint, c
   };
 }
 
-async function checkNativeTables(db: Knex, target: DatabaseTarget): Promise<void> {
-  const missing: string[] = [];
-  for (const table of NATIVE_TABLES) if (!(await db.schema.hasTable(table))) missing.push(table);
-  if (missing.length > 0) {
-    throw new SbeError('SOURCE_QUERY', `${target.redacted} lacks the table(s) ${missing.join(', ')} of the native schema (run "sis-block-export db migrate --database URL" to create them)`);
-  }
+export interface OpenSource {
+  db: Knex;
+  dialect: Dialect;
+  target: DatabaseTarget;
+  /** The canonical relations, from the profile's source adapter. */
+  relations: RelationSource;
 }
 
 /** Opens the profile's source, checks it answers and holds readable data. The caller destroys it. */
-export async function openSource(profile: Profile, config: Config): Promise<{ db: Knex; dialect: Dialect; target: DatabaseTarget }> {
+export async function openSource(profile: Profile, config: Config): Promise<OpenSource> {
+  const adapter = sources.get(profile.source);
+  if (!adapter) throw new SbeError('PROFILE_INVALID', `${profile.file}: unknown source "${profile.source}"`);
   const target = sourceTarget(profile, config);
+  if (!adapter.dialects.includes(target.dialect)) {
+    throw new SbeError('PROFILE_INVALID', `${profile.file}: source "${adapter.id}" reads ${adapter.dialects.join(' or ')} databases, not ${target.dialect} (${target.redacted})`);
+  }
   const db = openDatabase(target, { create: false });
   try {
     await checkConnection(db, target);
-    await checkNativeTables(db, target);
     const dialect = dialectFor(target.dialect, db);
-    await checkSqliteTimestamps(db, dialect);
-    return { db, dialect, target };
+    await adapter.check(db, dialect, target);
+    return { db, dialect, target, relations: adapter };
   } catch (error) {
     await db.destroy();
     throw wrapError('SOURCE_QUERY', `checking the source ${target.redacted}`, error);
@@ -129,11 +131,11 @@ function outboxDir(config: Config, runId: string): string {
 }
 
 /** Selects and writes the export (or, dry, only counts). The caller owns the source connection. */
-async function buildExport(options: ExportOptions, source: { db: Knex; dialect: Dialect }, runId: string, log: Logger): Promise<BuiltExport | ExportSummary> {
+async function buildExport(options: ExportOptions, source: OpenSource, runId: string, log: Logger): Promise<BuiltExport | ExportSummary> {
   const { profile, config, now } = options;
-  const { db, dialect } = source;
+  const { db, dialect, relations } = source;
   const matchIdType = matchIdTypeOf(profile.rules);
-  const query = composeSelection({ knex: db, dialect, relations: nativeRelations, rules: profile.rules, now, currency: profile.currency });
+  const query = composeSelection({ knex: db, dialect, relations, rules: profile.rules, now, currency: profile.currency });
   const sql = query.toString();
   const fileName = expandFileName(profile.output.fileName, { profile: profile.id, runId, date: compactTimestamp(now).slice(0, 8) });
   let output: AtomicOutputFile | undefined;

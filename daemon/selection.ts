@@ -5,7 +5,7 @@ import type { CanonicalRelation, RuleContext, Stage } from './ruleApi';
 
 /** Where the canonical relations come from: the native tables, or a source adapter's subqueries. */
 export interface RelationSource {
-  relation(knex: Knex, name: CanonicalRelation, alias: string): Knex.QueryBuilder | string;
+  relation(knex: Knex, name: CanonicalRelation, alias: string, context: { currency: string; now: Date }): Knex.QueryBuilder | string;
 }
 
 export const nativeRelations: RelationSource = {
@@ -64,7 +64,7 @@ export function composeSelection(input: SelectionInput): Knex.QueryBuilder {
     dialect,
     now,
     currency,
-    relation: (name, alias) => relations.relation(knex, name, alias),
+    relation: (name, alias) => relations.relation(knex, name, alias, { currency, now }),
   };
   const activeBalance = knex
     .from(ctx.relation('fines_fees', 'fa'))

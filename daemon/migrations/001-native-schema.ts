@@ -7,18 +7,37 @@ import type { Knex } from 'knex';
  */
 export const name = '001-native-schema';
 
+/**
+ * MariaDB/MySQL compare text case-insensitively and pad trailing spaces by default, unlike
+ * SQLite and PostgreSQL. A binary, no-pad collation makes `user_group IN ('UG')` and the
+ * match-id type mean the same on every dialect.
+ */
+async function binaryCollation(knex: Knex): Promise<string | undefined> {
+  if (knex.client.config.client !== 'mysql2') return undefined;
+  const [rows] = (await knex.raw('select version() as version')) as [{ version: string }[]];
+  return /mariadb/i.test(rows[0]?.version ?? '') ? 'utf8mb4_nopad_bin' : 'utf8mb4_0900_bin';
+}
+
 export async function up(knex: Knex): Promise<void> {
   // SQLite's CURRENT_TIMESTAMP takes no precision argument.
   const now = knex.client.config.client === 'sqlite3' ? knex.fn.now() : knex.fn.now(3);
-  await knex.schema.createTable('user_groups', (t) => {
+  const collation = await binaryCollation(knex);
+  const createTable = (name: string, build: (t: Knex.CreateTableBuilder) => void) => knex.schema.createTable(name, (t) => {
+    if (collation) {
+      t.charset('utf8mb4');
+      t.collate(collation);
+    }
+    build(t);
+  });
+  await createTable('user_groups', (t) => {
     t.string('code', 64).primary();
     t.text('description');
   });
-  await knex.schema.createTable('block_types', (t) => {
+  await createTable('block_types', (t) => {
     t.string('code', 64).primary();
     t.text('description');
   });
-  await knex.schema.createTable('users', (t) => {
+  await createTable('users', (t) => {
     t.increments('id').primary();
     t.string('primary_id', 255).notNullable().unique();
     t.text('first_name');
@@ -30,14 +49,14 @@ export async function up(knex: Knex): Promise<void> {
     t.datetime('updated_at', { precision: 3 }).notNullable().defaultTo(now);
     t.index(['user_group']);
   });
-  await knex.schema.createTable('user_identifiers', (t) => {
+  await createTable('user_identifiers', (t) => {
     t.integer('user_id').unsigned().notNullable().references('id').inTable('users').onDelete('CASCADE');
     t.string('id_type', 64).notNullable();
     t.string('value', 255).notNullable();
     t.primary(['user_id', 'id_type']);
     t.unique(['id_type', 'value']);
   });
-  await knex.schema.createTable('user_blocks', (t) => {
+  await createTable('user_blocks', (t) => {
     t.increments('id').primary();
     t.integer('user_id').unsigned().notNullable().references('id').inTable('users').onDelete('CASCADE');
     t.string('block_type', 64).notNullable().references('code').inTable('block_types');
@@ -48,7 +67,7 @@ export async function up(knex: Knex): Promise<void> {
     t.datetime('expires_at', { precision: 3 }).nullable();
     t.index(['user_id']);
   });
-  await knex.schema.createTable('fines_fees', (t) => {
+  await createTable('fines_fees', (t) => {
     t.increments('id').primary();
     t.integer('user_id').unsigned().notNullable().references('id').inTable('users').onDelete('CASCADE');
     t.string('fee_type', 64);

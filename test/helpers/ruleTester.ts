@@ -103,7 +103,7 @@ export function testRule(rule: AnyRule, cases: RuleTestCases): void {
               dialect: dialectFor(dialectName, knex),
               now: NOW,
               currency: 'USD',
-              relation: (name, alias) => nativeRelations.relation(knex, name, alias),
+              relation: (name, alias) => nativeRelations.relation(knex, name, alias, { currency: 'USD', now: NOW }),
             };
             const qb = stageBuilder(knex, rule.stage);
             rule.apply(qb, withDefaults(rule, testCase.options), ctx);

@@ -11,6 +11,7 @@ import { builtinRegistry, type Registry } from '../../daemon/registry';
 import { groupUsers, streamRows, type SelectedUser } from '../../daemon/rowSource';
 import { composeSelection, nativeRelations } from '../../daemon/selection';
 import { seedReferenceData } from '../../daemon/seed';
+import { parseStoredTimestamp } from '../../daemon/timestamps';
 
 /** A user and everything hanging off it, written tersely for tests. */
 export interface UserFixture {
@@ -69,7 +70,21 @@ export async function createSqliteSource(): Promise<TestSource> {
   };
 }
 
-let nextRowId = 1;
+/** Row ids for blocks and fines without one: per database, far above seeded ids, the same on every dialect. */
+const nextRowIds = new WeakMap<Knex, number>();
+function nextRowId(knex: Knex): number {
+  const id = nextRowIds.get(knex) ?? 1_000_000;
+  nextRowIds.set(knex, id + 1);
+  return id;
+}
+
+/** SQLite keeps timestamp text as written; the other dialects get the instant it names. */
+function timestampFor(knex: Knex, value: string | Date | null | undefined): string | Date | null | undefined {
+  if (typeof value !== 'string' || knex.client.config.client === 'sqlite3') return value;
+  const date = parseStoredTimestamp(value);
+  if (!date) throw new Error(`test fixture timestamp ${value} cannot be stored outside SQLite`);
+  return date;
+}
 
 export async function insertUsers(knex: Knex, users: readonly UserFixture[]): Promise<void> {
   for (const user of users) {
@@ -87,26 +102,26 @@ export async function insertUsers(knex: Knex, users: readonly UserFixture[]): Pr
     }
     for (const block of user.blocks ?? []) {
       await knex('user_blocks').insert({
-        id: block.id ?? nextRowId++,
+        id: block.id ?? nextRowId(knex),
         user_id: user.id,
         block_type: block.type ?? 'CASH',
         description: block.description === undefined ? 'A block' : block.description,
         note: block.note ?? null,
         status: block.status ?? 'ACTIVE',
-        created_at: block.created ?? '2026-01-01T00:00:00Z',
-        expires_at: block.expires ?? null,
+        created_at: timestampFor(knex, block.created ?? '2026-01-01T00:00:00Z'),
+        expires_at: timestampFor(knex, block.expires ?? null),
       });
     }
     for (const fine of user.fines ?? []) {
       await knex('fines_fees').insert({
-        id: fine.id ?? nextRowId++,
+        id: fine.id ?? nextRowId(knex),
         user_id: user.id,
         fee_type: 'OVERDUE',
         status: fine.status ?? 'ACTIVE',
         original_amount_minor: fine.balance,
         balance_minor: fine.balance,
         currency: fine.currency ?? 'USD',
-        created_at: fine.created ?? '2026-01-01T00:00:00Z',
+        created_at: timestampFor(knex, fine.created ?? '2026-01-01T00:00:00Z'),
       });
     }
   }

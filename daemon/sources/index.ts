@@ -1,0 +1,7 @@
+import native from './native';
+import type { SourceAdapter } from './sourceApi';
+
+/** The source adapters, by id (the profile's `source:`), sorted. */
+export const sources: ReadonlyMap<string, SourceAdapter> = new Map<string, SourceAdapter>([
+  ['native', native],
+]);
