@@ -28,6 +28,7 @@ export const ErrorCodes = {
   OUTPUT_WRITE: { exit: ExitCode.unexpected, summary: 'cannot write the export file' },
   DELIVERY_FAILED: { exit: ExitCode.deliveryFailed, summary: 'delivery failed; export kept in the outbox' },
   DELIVERY_REFUSED: { exit: ExitCode.deliveryRefused, summary: 'delivery refused' },
+  BUSY: { exit: ExitCode.unexpected, summary: 'another run of the profile is in progress' },
   ABORTED: { exit: ExitCode.unexpected, summary: 'run cut short by a shutdown; resumed at the next start' },
   INTERNAL: { exit: ExitCode.unexpected, summary: 'unexpected error' },
 } as const;

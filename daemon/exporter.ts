@@ -33,6 +33,8 @@ export interface ExportSummary {
   destination?: string;
   /** The composed SQL with its bindings inlined (for `--dry-run`). */
   sql: string;
+  /** Set when a scheduled run did not happen (claimed by another instance, or one already running). */
+  skipped?: string;
 }
 
 /** The source a profile reads: its own `database`, relative to the profile, else the config's. */
@@ -244,9 +246,16 @@ async function pruneOutbox(profileId: string, deps: RunDeps & { ledger: Ledger }
 
 /**
  * Delivers the newest built-but-undelivered snapshot of the profile, if any (older ones are
- * superseded by it first). Used when a new build fails, and at daemon start.
+ * superseded by it first), holding the profile's lock. For daemon start. Returns undefined
+ * when there was nothing to deliver or another instance holds the profile.
  */
 export async function deliverPending(profile: Profile, deps: RunDeps & { ledger: Ledger }): Promise<RunRecord | undefined> {
+  const result = await deps.ledger.withProfileLock(profile.id, () => deliverPendingLocked(profile, deps));
+  return result?.value;
+}
+
+/** deliverPending, for a caller that holds the profile's lock. */
+async function deliverPendingLocked(profile: Profile, deps: RunDeps & { ledger: Ledger }): Promise<RunRecord | undefined> {
   const pending = await deps.ledger.pendingDelivery(profile.id);
   if (!pending) return undefined;
   const superseded = await deps.ledger.supersedeOlder(profile.id, pending.runId);
@@ -278,7 +287,32 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
     }
   }
   if (!ledger) throw new SbeError('INTERNAL', 'an export needs the run ledger');
-  const deps = { ...options, ledger };
+  // One run of a profile at a time across every instance sharing the ledger; a scheduled
+  // tick is built by the instance that claims it first.
+  const locked = await ledger.withProfileLock(profile.id, async (): Promise<ExportSummary> => {
+    if (options.scheduled && !options.runId && !(await ledger.claimScheduledTick(profile.id, options.now))) {
+      logger.info(`tick ${options.now.toISOString()} already claimed by another instance`, { profile: profile.id });
+      return { ...emptySummary(profile), skipped: 'claimed by another instance' };
+    }
+    return runLocked({ ...options, ledger });
+  });
+  if (locked) return locked.value;
+  if (options.scheduled) {
+    logger.warn('skipped: another run of this profile is in progress', { profile: profile.id });
+    return { ...emptySummary(profile), skipped: 'another run of this profile is in progress' };
+  }
+  throw new SbeError('BUSY', `another run of profile ${profile.id} is in progress (in this or another instance sharing the ledger ${ledger.target.redacted}); try again when it has finished`);
+}
+
+function emptySummary(profile: Profile): ExportSummary {
+  return {
+    runId: '', users: 0, blocks: 0, skippedMissingMatchId: 0, activeBalanceTotal: formatMinor(0n, profile.currency), droppedCharacters: 0, matchIdType: matchIdTypeOf(profile.rules), sql: '',
+  };
+}
+
+async function runLocked(options: ExportOptions & { ledger: Ledger }): Promise<ExportSummary> {
+  const { profile, logger, ledger } = options;
+  const deps = options;
   const runId = options.runId ?? (await ledger.claimRun(profile.id, options.now, options.scheduled ?? false));
   if (options.runId) await ledger.markRebuilding(runId);
   const log = logger.child({ profile: profile.id, run: runId });
@@ -301,7 +335,7 @@ export async function runExport(options: ExportOptions): Promise<ExportSummary> 
     await ledger.markFailed(runId, error);
     log.error(`export failed: ${(error as Error).message}`);
     // The older snapshot is the best information the SIS can get now.
-    await deliverPending(profile, deps).catch((pendingError: unknown) => {
+    await deliverPendingLocked(profile, deps).catch((pendingError: unknown) => {
       log.error(`delivering the pending older snapshot failed too: ${(pendingError as Error).message}`);
     });
     throw error;

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { openDatabase, parseDatabaseUrl, type DatabaseTarget } from './database';
@@ -70,6 +72,20 @@ interface RunRow {
 }
 
 const TABLE = 'sbe_runs';
+const CLAIMS = 'sbe_claims';
+
+/** Who holds a claim or lock: host and pid, for people reading the ledger. */
+export const INSTANCE_ID = `${os.hostname()}:${process.pid}`;
+
+/** Two 32-bit keys for a profile's advisory lock (PostgreSQL takes a pair of int4). */
+function lockKeys(profileId: string): [number, number] {
+  return [0x5be0, createHash('sha256').update(profileId).digest().readInt32BE(0)];
+}
+
+/** A lock held on a dedicated connection: if this process dies, the server releases it. */
+interface HeldLock {
+  release(): Promise<void>;
+}
 
 const ledgerMigrations = [
   {
@@ -99,6 +115,22 @@ const ledgerMigrations = [
     },
     async down(knex: Knex) {
       await knex.schema.dropTableIfExists(TABLE);
+    },
+  },
+  {
+    // One row per scheduled tick of a profile: the first instance to insert it runs the tick.
+    name: '002-claims',
+    async up(knex: Knex) {
+      await knex.schema.createTable(CLAIMS, (t) => {
+        t.string('profile_id', 64).notNullable();
+        t.string('run_time', 24).notNullable();
+        t.string('holder', 255).notNullable();
+        t.string('claimed_at', 24).notNullable();
+        t.primary(['profile_id', 'run_time']);
+      });
+    },
+    async down(knex: Knex) {
+      await knex.schema.dropTableIfExists(CLAIMS);
     },
   },
 ];
@@ -163,6 +195,79 @@ export class Ledger {
 
   async close(): Promise<void> {
     await this.db.destroy();
+  }
+
+  private readonly localLocks = new Set<string>();
+
+  /**
+   * Runs `fn` while holding the profile's lock, shared by every instance that uses this
+   * ledger: a PostgreSQL advisory lock or a MariaDB named lock on a dedicated connection (the
+   * server drops it if the holder dies), or an in-process lock for a SQLite ledger (one host,
+   * one daemon). Returns undefined, without running `fn`, when another holder has it.
+   */
+  async withProfileLock<T>(profileId: string, fn: () => Promise<T>): Promise<{ value: T } | undefined> {
+    const lock = await this.tryLock(profileId);
+    if (!lock) return undefined;
+    try {
+      return { value: await fn() };
+    } finally {
+      await lock.release();
+    }
+  }
+
+  private async tryLock(profileId: string): Promise<HeldLock | undefined> {
+    if (this.localLocks.has(profileId)) return undefined;
+    const dialect = this.target.dialect;
+    if (dialect === 'sqlite') {
+      this.localLocks.add(profileId);
+      return { release: async () => void this.localLocks.delete(profileId) };
+    }
+    const client = this.db.client as { acquireConnection(): Promise<unknown>; releaseConnection(conn: unknown): Promise<void> };
+    const conn = await client.acquireConnection();
+    const query = (sql: string, bindings: unknown[]) => this.db.raw(sql, bindings as Knex.RawBinding[]).connection(conn as never);
+    try {
+      let acquired: boolean;
+      if (dialect === 'pg') {
+        const result = (await query('select pg_try_advisory_lock(?, ?) as ok', lockKeys(profileId))) as { rows: { ok: boolean }[] };
+        acquired = result.rows[0]!.ok;
+      } else {
+        const [rows] = (await query('select get_lock(?, 0) as ok', [`sis-block-export:${profileId}`])) as [{ ok: number }[]];
+        acquired = rows[0]!.ok === 1;
+      }
+      if (!acquired) {
+        await client.releaseConnection(conn);
+        return undefined;
+      }
+      this.localLocks.add(profileId);
+      return {
+        release: async () => {
+          this.localLocks.delete(profileId);
+          try {
+            if (dialect === 'pg') await query('select pg_advisory_unlock(?, ?)', lockKeys(profileId));
+            else await query('select release_lock(?)', [`sis-block-export:${profileId}`]);
+          } finally {
+            await client.releaseConnection(conn);
+          }
+        },
+      };
+    } catch (error) {
+      await client.releaseConnection(conn);
+      throw error;
+    }
+  }
+
+  /**
+   * Claims a scheduled tick of a profile for this instance. False when another instance
+   * (sharing this ledger) claimed it first: that one builds and delivers it.
+   */
+  async claimScheduledTick(profileId: string, runTime: Date): Promise<boolean> {
+    try {
+      await this.db(CLAIMS).insert({ profile_id: profileId, run_time: runTime.toISOString(), holder: INSTANCE_ID, claimed_at: this.now() });
+      return true;
+    } catch (error) {
+      if (isUniqueViolation(error)) return false;
+      throw error;
+    }
   }
 
   private now(): string {
