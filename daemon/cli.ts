@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { registerDaemonCommands } from './cliDaemon';
+import { registerSigningCommands } from './cliSigning';
 import { loadConfig, type Config } from './config';
 import { openDatabase, parseDatabaseUrl } from './database';
 import { ExitCode, SbeError, exitCodeOf } from './errors';
@@ -164,6 +166,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         await ledger.close();
       }
     });
+
+  registerDaemonCommands(program, { io, withConfig });
+  registerSigningCommands(program, { stdout: io.stdout, stderr: io.stderr });
 
   const db = program.command('db').description('Manage the native source database (SQLite by default).');
   const databaseOption = () => new Option('--database <url>', "database URL (default: the config's database, else sqlite in the state directory)");

@@ -12,6 +12,7 @@ import { AtomicOutputFile } from './outputFile';
 import { parseDuration } from './duration';
 import type { Ledger, LedgerFile, RunRecord } from './ledger';
 import { withRetry, type RetryDeps } from './retry';
+import { createExportSigner, type ExportSigner } from './signing/exportSigner';
 import type { RetryOptions } from './transportApi';
 import type { Profile } from './profiles';
 import { groupUsers, streamRows, type SelectedUser } from './rowSource';
@@ -133,7 +134,7 @@ function outboxDir(config: Config, runId: string): string {
 }
 
 /** Selects and writes the export (or, dry, only counts). The caller owns the source connection. */
-async function buildExport(options: ExportOptions, source: OpenSource, runId: string, log: Logger): Promise<BuiltExport | ExportSummary> {
+async function buildExport(options: ExportOptions, source: OpenSource, runId: string, log: Logger, signer?: ExportSigner): Promise<BuiltExport | ExportSummary> {
   const { profile, config, now } = options;
   const { db, dialect, relations } = source;
   const matchIdType = matchIdTypeOf(profile.rules);
@@ -148,8 +149,13 @@ async function buildExport(options: ExportOptions, source: OpenSource, runId: st
   }
   try {
     const writer = new ExportXmlWriter();
+    // Everything after the prolog is digested for the enveloped signature as it is written.
+    const write = async (chunk: string): Promise<void> => {
+      signer?.update(chunk);
+      await output?.write(chunk);
+    };
     await output?.write(writer.prolog());
-    await output?.write(writer.open({ currency: profile.currency, generatedAt: formatExportTimestamp(now), matchIdType, profile: profile.id, runId }));
+    await write(writer.open({ currency: profile.currency, generatedAt: formatExportTimestamp(now), matchIdType, profile: profile.id, runId }));
     let users = 0;
     let blocks = 0;
     let total = 0n;
@@ -173,14 +179,14 @@ async function buildExport(options: ExportOptions, source: OpenSource, runId: st
         total += activeMinor;
         users++;
         blocks += user.blocks.length;
-        const chunk = writer.user(toExportUser(user, user.userId, activeMinor, profile.currency));
-        if (output) await output.write(chunk);
+        if (output) await write(writer.user(toExportUser(user, user.userId, activeMinor, profile.currency)));
       }
     } catch (error) {
       throw wrapError('SOURCE_QUERY', 'reading the selection', error);
     }
     const activeBalanceTotal = formatMinor(total, profile.currency);
-    await output?.write(writer.summary({ users, blocks, activeBalanceTotal, skippedMissingMatchId: skippedCount }));
+    await write(writer.summary({ users, blocks, activeBalanceTotal, skippedMissingMatchId: skippedCount }));
+    if (signer) await output?.write(signer.signatureBlock());
     await output?.write(writer.close());
     if (skippedCount > 0) {
       log.warn(`${skippedCount} user(s) skipped: no ${matchIdType} identifier`, { skipped: skippedCount, examples: skipped.join(',') });
@@ -196,8 +202,13 @@ async function buildExport(options: ExportOptions, source: OpenSource, runId: st
       throw wrapError('OUTPUT_WRITE', `writing ${output!.finalPath}`, error);
     });
     summary.file = { path: output.finalPath, name: fileName, bytes: output.bytes, sha256 };
-    log.info('export built', { users, blocks, bytes: output.bytes, file: output.finalPath });
-    return { summary, files: [{ name: fileName, localPath: output.finalPath, size: output.bytes }], sha256 };
+    // Companions (the OpenPGP .asc) are delivered first, so a poller that sees the export finds them.
+    const companions: LedgerFile[] = [];
+    for (const companion of signer ? await signer.signCompanions(output.finalPath) : []) {
+      companions.push({ name: path.basename(companion), localPath: companion, size: (await fs.stat(companion)).size });
+    }
+    log.info('export built', { users, blocks, bytes: output.bytes, file: output.finalPath, signed: signer ? signer.options.method : 'no' });
+    return { summary, files: [...companions, { name: fileName, localPath: output.finalPath, size: output.bytes }], sha256 };
   } catch (error) {
     await output?.discard();
     throw error;
@@ -258,6 +269,13 @@ export async function deliverPending(profile: Profile, deps: RunDeps & { ledger:
 async function deliverPendingLocked(profile: Profile, deps: RunDeps & { ledger: Ledger }): Promise<RunRecord | undefined> {
   const pending = await deps.ledger.pendingDelivery(profile.id);
   if (!pending) return undefined;
+  const present = await Promise.all(pending.files.map((file) => fs.access(file.localPath).then(() => true, () => false)));
+  if (present.includes(false)) {
+    // With a shared ledger the snapshot may sit in another host's outbox: that host (or the
+    // next snapshot, from either) takes care of it.
+    deps.logger.info(`pending snapshot ${pending.runId} is not in this host's outbox; leaving it`, { profile: profile.id, run: pending.runId });
+    return undefined;
+  }
   const superseded = await deps.ledger.supersedeOlder(profile.id, pending.runId);
   for (const runId of superseded) deps.logger.warn(`snapshot ${runId} superseded by ${pending.runId}; it will not be delivered`, { profile: profile.id, run: runId });
   deps.logger.info(`delivering pending snapshot ${pending.runId}`, { profile: profile.id, run: pending.runId });
@@ -313,6 +331,9 @@ function emptySummary(profile: Profile): ExportSummary {
 async function runLocked(options: ExportOptions & { ledger: Ledger }): Promise<ExportSummary> {
   const { profile, logger, ledger } = options;
   const deps = options;
+  // Keys are loaded and checked before a run is recorded: a bad key is a configuration
+  // error (exit 2) that builds and delivers nothing.
+  const signer = await createExportSigner(profile.output.signing);
   const runId = options.runId ?? (await ledger.claimRun(profile.id, options.now, options.scheduled ?? false));
   if (options.runId) await ledger.markRebuilding(runId);
   const log = logger.child({ profile: profile.id, run: runId });
@@ -321,7 +342,7 @@ async function runLocked(options: ExportOptions & { ledger: Ledger }): Promise<E
   try {
     const source = await openSource(profile, options.config);
     try {
-      built = (await buildExport(options, source, runId, log)) as BuiltExport;
+      built = (await buildExport(options, source, runId, log, signer)) as BuiltExport;
     } finally {
       await source.db.destroy();
     }

@@ -85,3 +85,52 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     transports: [new LineStreamTransport(options.stream ?? process.stderr, {})],
   }) as unknown as Logger;
 }
+
+/**
+ * A logger whose level and format can change while the daemon runs (SIGHUP reload). Child
+ * loggers keep their fields and follow the change: they hold the switch, not a winston logger.
+ */
+export interface ReconfigurableLogger extends Logger {
+  reconfigure(options: LoggerOptions): void;
+}
+
+class SwitchedLogger implements Logger {
+  constructor(
+    private readonly holder: { current: Logger },
+    private readonly fields: Record<string, unknown>,
+  ) {}
+
+  private merged(fields: Record<string, unknown> | undefined): Record<string, unknown> {
+    return { ...this.fields, ...fields };
+  }
+
+  error(message: string, fields?: Record<string, unknown>): unknown {
+    return this.holder.current.error(message, this.merged(fields));
+  }
+
+  warn(message: string, fields?: Record<string, unknown>): unknown {
+    return this.holder.current.warn(message, this.merged(fields));
+  }
+
+  info(message: string, fields?: Record<string, unknown>): unknown {
+    return this.holder.current.info(message, this.merged(fields));
+  }
+
+  debug(message: string, fields?: Record<string, unknown>): unknown {
+    return this.holder.current.debug(message, this.merged(fields));
+  }
+
+  child(fields: Record<string, unknown>): Logger {
+    return new SwitchedLogger(this.holder, this.merged(fields));
+  }
+}
+
+export function createReconfigurableLogger(options: LoggerOptions = {}): ReconfigurableLogger {
+  const holder = { current: createLogger(options) };
+  const root = new SwitchedLogger(holder, {});
+  return Object.assign(root, {
+    reconfigure(next: LoggerOptions): void {
+      holder.current = createLogger(next);
+    },
+  });
+}

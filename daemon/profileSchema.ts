@@ -1,5 +1,7 @@
 import type { JsonSchema } from './ruleApi';
 import type { Registry } from './registry';
+import { sources } from './sources';
+import { signingSchema } from './signing/options';
 
 export const FILE_NAME_PLACEHOLDERS = ['profile', 'runId', 'date'] as const;
 export const DEFAULT_FILE_NAME = 'user-blocks-{runId}.xml';
@@ -31,7 +33,7 @@ export function composeProfileSchema(registry: Registry): JsonSchema {
       schedule: { type: 'string', minLength: 1, description: 'Cron expression, 5 fields or 6 with seconds first. Optional for CLI-only profiles.' },
       timezone: { type: 'string', minLength: 1, default: 'UTC', description: 'IANA time zone of the schedule.' },
       database: { type: 'string', minLength: 1, description: "Source database URL; default: the config's `database`." },
-      source: { enum: ['native'], default: 'native', description: 'Schema of the source database.' },
+      source: { enum: [...sources.keys()], default: 'native', description: 'Schema of the source database: the library system whose tables are read.' },
       currency: { type: 'string', pattern: '^[A-Z]{3}$', patternHint: 'must be an ISO 4217 code like "USD"', description: 'ISO 4217 currency of the amounts.' },
       rules: {
         type: 'array',
@@ -64,6 +66,7 @@ export function composeProfileSchema(registry: Registry): JsonSchema {
             patternHint: 'must be a plain file name: letters, digits, ".", "_", "-" and placeholders {profile}, {runId}, {date}; no "/", no "..", not starting with "."',
             description: 'Name of the export file; placeholders {profile}, {runId}, {date} (run date, YYYYMMDD, UTC).',
           },
+          signing: signingSchema,
         },
       },
       delivery: {

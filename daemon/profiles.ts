@@ -6,6 +6,7 @@ import { SbeError, type SourceIssue } from './errors';
 import { isKnownCurrency } from './money';
 import { composeProfileSchema, FILE_NAME_PLACEHOLDERS } from './profileSchema';
 import type { Registry } from './registry';
+import { SIGNING_PATH_FIELDS, type SigningOptions } from './signing/options';
 import type { AnyRule } from './ruleApi';
 import type { AnyTransport } from './transportApi';
 import { compileSchema, validateSource } from './validator';
@@ -25,10 +26,11 @@ export interface Profile {
   schedule?: string;
   timezone: string;
   database?: string;
-  source: 'native';
+  source: string;
   currency: string;
   rules: ResolvedRule[];
-  output: { fileName: string };
+  /** `signing` paths are absolute. */
+  output: { fileName: string; signing?: SigningOptions };
   delivery: { transport: AnyTransport; options: Record<string, unknown> };
   /** Absolute path of the profile file; relative paths in it are resolved against its directory. */
   file: string;
@@ -40,10 +42,10 @@ interface RawProfile {
   schedule?: string;
   timezone: string;
   database?: string;
-  source: 'native';
+  source: string;
   currency: string;
   rules: { rule: string; with: Record<string, unknown> }[];
-  output: { fileName: string };
+  output: { fileName: string; signing?: SigningOptions };
   delivery: { transport: string } & Record<string, unknown>;
 }
 
@@ -152,10 +154,21 @@ export function parseProfile(file: string, text: string, registry: Registry): Pr
     source: raw.source,
     currency: raw.currency,
     rules: withDefaultRules(listed, registry),
-    output: raw.output,
+    output: withResolvedSigningPaths(raw.output, baseDir),
     delivery: { transport, options: deliveryOptions },
     file,
   };
+}
+
+/** Key and passphrase paths in `output.signing` are relative to the profile file. */
+function withResolvedSigningPaths(output: RawProfile['output'], baseDir: string): Profile['output'] {
+  if (!output.signing) return output;
+  const signing: SigningOptions = { ...output.signing };
+  for (const field of SIGNING_PATH_FIELDS) {
+    const value = signing[field];
+    if (value !== undefined) signing[field] = path.resolve(baseDir, value);
+  }
+  return { ...output, signing };
 }
 
 export async function loadProfileFile(file: string, registry: Registry): Promise<Profile> {

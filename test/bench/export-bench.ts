@@ -17,7 +17,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import knexFactory from 'knex';
 import sqlite3 from 'sqlite3';
+import { parseDatabaseUrl } from '../../daemon/database';
 import type { ChildMeasurement } from './measure-child';
 
 const DEFAULT_USERS = 100_000;
@@ -29,18 +31,46 @@ interface Options {
   keep?: string;
   json: boolean;
   now: string;
+  /** Source dialect: SQLite in the work directory, or a fresh database on the PG_URL / MYSQL_URL server. */
+  dialect: 'sqlite' | 'pg' | 'mysql';
 }
 
 const USAGE = `usage: npm run bench -- [--users N] [--keep DIR] [--json] [--now ISO]
   --users N    demo users to seed (default ${DEFAULT_USERS})
   --keep DIR   work in DIR (created; must be empty or absent) and keep it for inspection
   --json       print the result as JSON
-  --now ISO    run time for the seed and the export (default ${DEFAULT_NOW})`;
+  --now ISO    run time for the seed and the export (default ${DEFAULT_NOW})
+  --dialect D  sqlite (default), pg or mysql: a fresh database sbe_bench on the server of
+               $PG_URL / $MYSQL_URL, dropped afterwards unless --keep`;
 
 class UsageError extends Error {}
 
+/** A fresh database `sbe_bench` on the PostgreSQL or MariaDB server of PG_URL / MYSQL_URL. */
+async function createServerDatabase(dialect: 'pg' | 'mysql'): Promise<{ url: string; sizeBytes(): Promise<number>; drop(): Promise<void> }> {
+  const adminUrl = dialect === 'pg' ? process.env.PG_URL! : process.env.MYSQL_URL!;
+  const admin = knexFactory(parseDatabaseUrl(adminUrl).knexConfig);
+  const name = dialect === 'pg' ? '"sbe_bench"' : '`sbe_bench`';
+  await admin.raw(`drop database if exists ${name}`);
+  await admin.raw(`create database ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = '/sbe_bench';
+  return {
+    url: url.toString(),
+    async sizeBytes() {
+      const result = (await admin.raw(dialect === 'pg'
+        ? "select pg_database_size('sbe_bench') as size"
+        : "select sum(data_length + index_length) as size from information_schema.tables where table_schema = 'sbe_bench'")) as { rows?: { size: string }[] } & [{ size: string }[]];
+      return Number(dialect === 'pg' ? result.rows![0]!.size : result[0][0]!.size);
+    },
+    async drop() {
+      await admin.raw(`drop database if exists ${name}${dialect === 'pg' ? ' with (force)' : ''}`);
+      await admin.destroy();
+    },
+  };
+}
+
 function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { users: DEFAULT_USERS, json: false, now: DEFAULT_NOW };
+  const options: Options = { users: DEFAULT_USERS, json: false, now: DEFAULT_NOW, dialect: 'sqlite' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [name, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -65,6 +95,13 @@ function parseArgs(argv: readonly string[]): Options {
       case '--now':
         options.now = value();
         break;
+      case '--dialect': {
+        const v = value();
+        if (v !== 'sqlite' && v !== 'pg' && v !== 'mysql') throw new UsageError(`--dialect must be sqlite, pg or mysql, not "${v}"`);
+        if (v !== 'sqlite' && !process.env[v === 'pg' ? 'PG_URL' : 'MYSQL_URL']) throw new UsageError(`--dialect ${v} needs $${v === 'pg' ? 'PG_URL' : 'MYSQL_URL'}`);
+        options.dialect = v;
+        break;
+      }
       case '--help':
       case '-h':
         process.stdout.write(`${USAGE}\n`);
@@ -255,13 +292,15 @@ async function bench(options: Options): Promise<number> {
   } else {
     workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sbe-bench-'));
   }
+  let server: Awaited<ReturnType<typeof createServerDatabase>> | undefined;
   try {
     const dbFile = path.join(workDir, 'library.db');
     const stateDir = path.join(workDir, 'state');
     const inbox = path.join(workDir, 'inbox');
     fs.mkdirSync(stateDir);
     fs.mkdirSync(inbox);
-    const database = `sqlite://${dbFile}`;
+    server = options.dialect === 'sqlite' ? undefined : await createServerDatabase(options.dialect);
+    const database = server?.url ?? `sqlite://${dbFile}`;
     const configFile = path.join(workDir, 'config.yaml');
     fs.writeFileSync(configFile, `database: ${JSON.stringify(database)}\nstateDir: ${JSON.stringify(stateDir)}\nlog:\n  level: info\n  format: text\n`);
     const profileFile = path.join(workDir, 'bench-profile.yaml');
@@ -275,12 +314,12 @@ async function bench(options: Options): Promise<number> {
     };
 
     // 1. Seed.
-    progress(`seeding ${options.users} demo users into ${dbFile} ...`);
+    progress(`seeding ${options.users} demo users into ${server ? database : dbFile} ...`);
     const seedArgs = ['db', 'seed', '--demo', '--users', String(options.users), '--database', database, '--now', options.now];
     const seed = await runCli(workDir, 'seed', seedArgs, env);
     if (seed.code !== 0 || seed.measured?.exitCode !== 0) failChild('db seed', seed);
     const seedCounts = /seeded (\d+) users, (\d+) identifiers, (\d+) blocks, (\d+) fines/.exec(seed.stdout);
-    const dbBytes = fs.statSync(dbFile).size;
+    const dbBytes = server ? await server.sizeBytes() : fs.statSync(dbFile).size;
 
     // 2. Export.
     progress(`exporting (profile ${profileFile}) ...`);
@@ -308,7 +347,7 @@ async function bench(options: Options): Promise<number> {
     const seedSeconds = seed.wallMs / 1000;
     const m = run.measured!;
     const phases = exportPhases(run.stderrFile, m.mainMs);
-    const reproduce = `npm run bench -- --users ${options.users}${options.now === DEFAULT_NOW ? '' : ` --now ${options.now}`}${options.json ? ' --json' : ''}`;
+    const reproduce = `npm run bench -- --users ${options.users}${options.dialect === 'sqlite' ? '' : ` --dialect ${options.dialect}`}${options.now === DEFAULT_NOW ? '' : ` --now ${options.now}`}${options.json ? ' --json' : ''}`;
     const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
     const result = {
       ok: problems.length === 0,
@@ -395,6 +434,7 @@ async function bench(options: Options): Promise<number> {
     return problems.length === 0 ? 0 : 1;
   } finally {
     if (!options.keep) fs.rmSync(workDir, { recursive: true, force: true });
+    if (server && !options.keep) await server.drop();
   }
 }
 

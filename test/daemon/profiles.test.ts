@@ -111,7 +111,7 @@ describe('daemon/profiles', () => {
 
     it('points at the transport value and lists the known transports', () => {
       const text = yaml('id: test', 'currency: USD', 'delivery:', '  transport: ftp', '  directory: /srv/inbox');
-      expectIssue(onlyIssue(text), at(text, 'ftp'), 'unknown transport "ftp"; known transports: local', '/delivery/transport');
+      expectIssue(onlyIssue(text), at(text, 'ftp'), 'unknown transport "ftp"; known transports: local, sftp', '/delivery/transport');
     });
   });
 
