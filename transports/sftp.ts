@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
 import { posix as remotePath } from 'node:path';
-import { Client, type Algorithms, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import type { Algorithms, Client as SshClient } from 'ssh2';
+import SftpClient from 'ssh2-sftp-client';
 import { durationSchema, parseDuration } from '../daemon/duration';
 import { SbeError } from '../daemon/errors';
 import type { Logger } from '../daemon/logger';
@@ -39,7 +40,8 @@ export interface SftpOptions {
 }
 
 /**
- * Upload tuning: 64 write requests of 32 KiB in flight, which are ssh2's defaults and OpenSSH
+ * Upload tuning, handed to ssh2-sftp-client's `fastPut`, which passes it on to ssh2's.
+ * 64 write requests of 32 KiB in flight, which are ssh2's defaults and OpenSSH
  * `sftp`'s (-B 32768 -R 64). test/bench/sftp-bench.ts found no setting clearly faster on
  * loopback (the SSH ciphers are the limit there), and 32 KiB is the request size every SFTP
  * server must accept: larger chunks are split by ssh2 into sequential writes on servers that do
@@ -78,13 +80,21 @@ class Classified extends Error {
   }
 }
 
-/** The error an SFTP request failed with, with the request in words and the status code kept. */
+/** SFTP status codes in words, for the ones ssh2 reports without a useful message. */
+const SFTP_STATUS_WORDS: Readonly<Record<number, string>> = {
+  [SFTP_NO_SUCH_FILE]: 'no such file or directory',
+  [SFTP_PERMISSION_DENIED]: 'permission denied',
+  [SFTP_OP_UNSUPPORTED]: 'the server does not support this operation',
+};
+
+/**
+ * The error an SFTP request failed with, with the request in words and the SFTP status code
+ * kept in `code`. ssh2-sftp-client rewraps ssh2's errors as `NAME: MESSAGE PATHS` and keeps the
+ * status in `code`.
+ */
 function sftpError(error: Error & { code?: unknown }, what: string): Error {
   const status = error.code;
-  const reason = status === SFTP_NO_SUCH_FILE ? 'no such file or directory'
-    : status === SFTP_PERMISSION_DENIED ? 'permission denied'
-      : status === SFTP_OP_UNSUPPORTED ? 'the server does not support this operation'
-        : error.message;
+  const reason = (typeof status === 'number' ? SFTP_STATUS_WORDS[status] : undefined) ?? error.message;
   return Object.assign(new Error(`${what}: ${reason}`, { cause: error }), { code: status });
 }
 
@@ -97,10 +107,11 @@ export function classify(error: unknown): { code: DeliveryErrorCode; reason: str
     const permanent = code === SFTP_NO_SUCH_FILE || code === SFTP_PERMISSION_DENIED || code === SFTP_OP_UNSUPPORTED;
     return { code: permanent ? 'DELIVERY_REFUSED' : 'DELIVERY_FAILED', reason: error.message };
   }
-  if (level === 'client-authentication') {
+  // The second test: the same ssh2 error after ssh2-sftp-client rewrapped it (and lost `level`).
+  if (level === 'client-authentication' || /All configured authentication methods failed/.test(error.message)) {
     return { code: 'DELIVERY_REFUSED', reason: `authentication failed: the server accepted none of the configured credentials (${error.message})` };
   }
-  if (level === 'client-timeout') return { code: 'DELIVERY_FAILED', reason: `timed out: ${error.message}` };
+  if (level === 'client-timeout' || /^(?:\w+: )?Timed out while waiting for handshake/.test(error.message)) return { code: 'DELIVERY_FAILED', reason: `timed out: ${error.message}` };
   if (typeof code === 'string' && TRANSIENT_ERRNO.has(code)) {
     const what = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ECONNRESET' ? 'connection reset' : code === 'ENOTFOUND' ? 'host name not found' : code;
     return { code: 'DELIVERY_FAILED', reason: `${what} (${error.message})` };
@@ -169,7 +180,8 @@ export async function publishFile(remote: RemoteFs, remoteDir: string, file: Del
 
 /** Everything a connection needs, with the secrets read (at delivery time, never logged). */
 interface ConnectionSettings {
-  config: ConnectConfig;
+  /** What ssh2-sftp-client's `connect` forwards to ssh2's `Client.connect`. */
+  config: SftpClient.ConnectOptions;
   password?: string;
   operationTimeoutMs: number;
   /** Set by the host verifier when it refuses the server's key. */
@@ -186,12 +198,26 @@ interface Connection {
 class TimeoutError extends Error {}
 
 /**
- * Opens an SSH connection and its SFTP session. Every request after that is raced against the
- * connection's failure (error, unexpected close, abort, timeout), which ends it at once.
+ * ssh2-sftp-client's `Client` with the ssh2 connection it wraps (`client`, public in its
+ * source but missing from @types/ssh2-sftp-client). That connection is used only to cut it at
+ * once (`destroy`) when a delivery is aborted or times out: ssh2-sftp-client can only `end()`
+ * politely, which waits for the server and never finishes on a stalled link.
+ */
+type SftpClientWithSsh = SftpClient & { readonly client: Pick<SshClient, 'destroy'> };
+
+/** Callbacks for ssh2-sftp-client's global listeners, whose defaults write to the console. */
+const QUIET_CALLBACKS: SftpClient.Callbacks = { error: () => undefined, end: () => undefined, close: () => undefined };
+
+/**
+ * Opens an SSH connection and its SFTP session with ssh2-sftp-client. Every request after that
+ * is raced against the connection's failure (error, unexpected end, abort, timeout), which ends
+ * it at once. ssh2-sftp-client rewraps the errors of its requests as `NAME: MESSAGE`, keeping
+ * only `code`; the connection's own errors are taken as ssh2 emits them (with `level`, which
+ * tells an authentication failure), from listeners on the connection.
  */
 async function connect(settings: ConnectionSettings, tuning: UploadTuning, signal: AbortSignal | undefined): Promise<Connection> {
   if (signal?.aborted) throw new Classified('DELIVERY_FAILED', 'aborted');
-  const client = new Client();
+  const client = new SftpClient('sis-block-export', QUIET_CALLBACKS) as SftpClientWithSsh;
   let failure: Error | undefined;
   let closing = false;
   let closed = false;
@@ -202,125 +228,127 @@ async function connect(settings: ConnectionSettings, tuning: UploadTuning, signa
     if (failure) return;
     failure = error;
     rejectLost(error);
-    client.destroy();
+    client.client.destroy();
   };
-  // Stays attached for the life of the client: ssh2 may still emit an error after we give up on it.
-  client.on('error', (error) => fail(error));
+  // Stay attached for the life of the client: ssh2 may still emit an error after we give up on it.
+  // All listeners of one event run before any promise reaction, so `failure` is set by the time a
+  // request's own (rewrapped) rejection is looked at.
+  client.on('error', (error: Error) => fail(error));
+  const onGone = (): void => {
+    if (!closing) fail(new Error('the connection was closed by the server or the network'));
+  };
+  client.on('end', onGone);
   client.on('close', () => {
     closed = true;
-    if (!closing) fail(new Error('the connection was closed by the server or the network'));
+    onGone();
   });
   const onAbort = (): void => fail(new Classified('DELIVERY_FAILED', 'aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
   if (settings.password !== undefined) {
     const password = settings.password;
-    client.on('keyboard-interactive', (_name, _instructions, _lang, prompts, finish) => finish(prompts.map(() => password)));
+    client.on('keyboard-interactive', (_name: string, _instructions: string, _lang: string, prompts: unknown[], finish: (answers: string[]) => void) => finish(prompts.map(() => password)));
   }
+  // readyTimeout covers the handshake and the login; this, the opening of the SFTP session after them.
+  let sessionTimer: NodeJS.Timeout | undefined;
+  client.on('ready', () => {
+    sessionTimer = setTimeout(
+      () => fail(new TimeoutError(`no answer from the server for ${formatMs(settings.operationTimeoutMs)} while opening the SFTP session`)),
+      settings.operationTimeoutMs,
+    );
+  });
 
   const close = async (): Promise<void> => {
     closing = true;
+    clearTimeout(sessionTimer);
     signal?.removeEventListener('abort', onAbort);
     if (failure || closed) {
-      client.destroy();
+      client.client.destroy();
       return;
     }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        client.destroy();
-        resolve();
-      }, CLOSE_GRACE_MS);
-      client.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.end();
-    });
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+    try {
+      await Promise.race([client.end().then(() => undefined, () => undefined), grace]);
+    } finally {
+      clearTimeout(timer);
+      // end() resolves at once, without closing anything, when no SFTP session was opened.
+      if (!closed) client.client.destroy();
+    }
   };
 
   /** One request with a timeout; `touch` restarts the timeout (progress of a long upload). */
-  const request = <T>(what: string, start: (done: (error: Error | null | undefined, value?: T) => void, touch: () => void) => void): Promise<T> => {
-    if (failure) return Promise.reject(failure);
-    const result = new Promise<T>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const touch = (): void => {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          const error = new TimeoutError(`no answer from the server for ${formatMs(settings.operationTimeoutMs)} while ${what}`);
-          fail(error);
-          reject(error);
-        }, settings.operationTimeoutMs);
-      };
-      touch();
-      // A request the connection's end overtook must not keep its timer (and the process) alive.
-      lost.catch(() => clearTimeout(timer));
-      try {
-        start((error, value) => {
-          clearTimeout(timer);
-          if (error) reject(sftpError(error, what));
-          else resolve(value as T);
-        }, touch);
-      } catch (error) {
-        clearTimeout(timer);
-        reject(error);
-      }
-    });
-    return Promise.race([result, lost]);
+  const request: Request = async (what, start) => {
+    if (failure) throw failure;
+    let timer: NodeJS.Timeout | undefined;
+    const touch = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fail(new TimeoutError(`no answer from the server for ${formatMs(settings.operationTimeoutMs)} while ${what}`)), settings.operationTimeoutMs);
+    };
+    touch();
+    try {
+      return await Promise.race([start(touch), lost]);
+    } catch (error) {
+      throw failure ?? sftpError(error as Error, what);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   try {
-    const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    client.connect(settings.config);
-    await Promise.race([ready, lost]);
-    const sftp = await request<SFTPWrapper>('opening the SFTP session', (done) => client.sftp(done));
-    return { remote: remoteFs(sftp, request, tuning), close };
+    await Promise.race([client.connect(settings.config), lost]);
+    clearTimeout(sessionTimer);
+    return { remote: remoteFs(client, request, tuning), close };
   } catch (error) {
     await close();
     if (settings.hostKeyProblem !== undefined) throw new Classified('DELIVERY_REFUSED', settings.hostKeyProblem);
-    throw error;
+    throw failure ?? error;
   }
 }
 
-type Request = <T>(what: string, start: (done: (error: Error | null | undefined, value?: T) => void, touch: () => void) => void) => Promise<T>;
+type Request = <T>(what: string, start: (touch: () => void) => Promise<T>) => Promise<T>;
 
-function remoteFs(sftp: SFTPWrapper, request: Request, tuning: UploadTuning): RemoteFs {
+/** ssh2's message when the server did not announce posix-rename@openssh.com (it throws before sending anything). */
+const NO_EXTENSION = /does not support this extended request/i;
+
+/** ssh2-sftp-client's code when `stat` finds no such path (SFTP status 2, or 4 from some servers). */
+const STAT_NOT_EXIST = 'ENOENT';
+
+function remoteFs(client: SftpClient, request: Request, tuning: UploadTuning): RemoteFs {
   const isMissing = (error: unknown): boolean => (error as { code?: unknown }).code === SFTP_NO_SUCH_FILE;
   return {
     async stat(path) {
       try {
-        const stats = await request<{ size: number; isDirectory(): boolean }>(`reading the attributes of ${path}`, (done) => sftp.stat(path, done));
-        return { size: stats.size, isDirectory: stats.isDirectory() };
+        const stats = await request(`reading the attributes of ${path}`, () => client.stat(path));
+        return { size: stats.size, isDirectory: stats.isDirectory };
       } catch (error) {
-        if (isMissing(error)) return undefined;
+        if (isMissing(error) || (error as { code?: unknown }).code === STAT_NOT_EXIST) return undefined;
         throw error;
       }
     },
     async remove(path) {
       try {
-        await request<void>(`removing ${path}`, (done) => sftp.unlink(path, done));
+        // notFoundOK: a missing file (status 2) is no error.
+        await request(`removing ${path}`, () => client.delete(path, true));
       } catch (error) {
         if (!isMissing(error)) throw error;
       }
     },
     async upload(localPath, path) {
-      await request<void>(`writing ${path}`, (done, touch) => {
-        sftp.fastPut(localPath, path, { concurrency: tuning.concurrency, chunkSize: tuning.chunkBytes, step: touch }, done);
-      });
+      await request(`writing ${path}`, (touch) => client.fastPut(localPath, path, { concurrency: tuning.concurrency, chunkSize: tuning.chunkBytes, step: touch }));
     },
     async posixRename(from, to) {
-      let supported = true;
-      await request<void>(`renaming ${from} to ${to}`, (done) => {
-        try {
-          sftp.ext_openssh_rename(from, to, done);
-        } catch {
-          // ssh2 throws before sending anything when the server did not announce the extension.
-          supported = false;
-          done(null);
-        }
-      });
-      return supported ? 'renamed' : 'unsupported';
+      try {
+        await request(`renaming ${from} to ${to}`, () => client.posixRename(from, to));
+        return 'renamed';
+      } catch (error) {
+        // ssh2's throw reaches us as ssh2-sftp-client's rejection, not rewrapped (no `custom`).
+        const cause = (error as Error).cause as (Error & { custom?: unknown }) | undefined;
+        if (cause instanceof Error && cause.custom === undefined && NO_EXTENSION.test(cause.message)) return 'unsupported';
+        throw error;
+      }
     },
     async rename(from, to) {
-      await request<void>(`renaming ${from} to ${to}`, (done) => sftp.rename(from, to, done));
+      await request(`renaming ${from} to ${to}`, () => client.rename(from, to));
     },
   };
 }

@@ -5,7 +5,8 @@
  *   node dist/test/bench/sftp-bench.js [--mb N] [--runs N] [--chunk KIB] [--concurrency N] [--json]
  *
  * Each run times one whole delivery for each client, connection set-up included: ours is
- * `deliver()` (remove a stale temp file, fastPut, stat, posix-rename), OpenSSH's is
+ * `deliver()` on ssh2-sftp-client (connect, stat, delete a stale temp file, fastPut, stat,
+ * posixRename, end), OpenSSH's is
  * `sftp -b BATCH` with one `put`. The two alternate which goes first. Every upload is checked
  * (size, and the SHA-256 on the first run). Throughput is MiB/s (2^20 bytes per second); the
  * figure reported is the median of the runs, and the ratio is ours / OpenSSH.
@@ -106,13 +107,14 @@ async function versions(): Promise<Record<string, string>> {
   const ssh = await run('ssh', ['-V']).then(({ stdout, stderr }) => (stderr || stdout).trim(), () => 'unknown');
   // sshd has no version flag; its usage text (exit 1) starts with the version.
   const sshd = await run(SSHD, ['-V']).then(({ stderr }) => stderr.trim(), (error: { stderr?: string }) => (error.stderr ?? '').split('\n')[0]!.trim() || 'unknown');
-  let ssh2 = 'unknown';
-  try {
-    ssh2 = (JSON.parse(fs.readFileSync(require.resolve('ssh2/package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    // not resolvable: leave unknown
-  }
-  return { node: process.version, ssh2, openssh_client: ssh, openssh_server: sshd, os: `${os.type()} ${os.release()} ${os.arch()}`, cpu: os.cpus()[0]?.model ?? 'unknown' };
+  const versionOf = (name: string): string => {
+    try {
+      return (JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
+    } catch {
+      return 'unknown'; // not resolvable
+    }
+  };
+  return { node: process.version, ssh2_sftp_client: versionOf('ssh2-sftp-client'), ssh2: versionOf('ssh2'), openssh_client: ssh, openssh_server: sshd, os: `${os.type()} ${os.release()} ${os.arch()}`, cpu: os.cpus()[0]?.model ?? 'unknown' };
 }
 
 interface Measurement {
@@ -222,9 +224,9 @@ async function main(): Promise<void> {
     const lines = [
       `command:   ${result.command}`,
       `file:      ${options.mb} MiB of random bytes, ${options.runs} run(s) per client, connection set-up included`,
-      `versions:  node ${result.versions.node}, ssh2 ${result.versions.ssh2}; ${result.versions.openssh_client}; server ${result.versions.openssh_server}`,
+      `versions:  node ${result.versions.node}, ssh2-sftp-client ${result.versions.ssh2_sftp_client}, ssh2 ${result.versions.ssh2}; ${result.versions.openssh_client}; server ${result.versions.openssh_server}`,
       `machine:   ${result.versions.os}, ${result.versions.cpu}`,
-      `ours:      sftp transport deliver(), fastPut ${result.tuning.chunkKiB} KiB x ${result.tuning.concurrency} in flight`,
+      `ours:      sftp transport deliver() on ssh2-sftp-client, fastPut ${result.tuning.chunkKiB} KiB x ${result.tuning.concurrency} in flight`,
       `openssh:   ${result.opensshCommand}`,
       '',
       ...measurements.map((m) => `  run ${m.run}  ${m.client.padEnd(8)} ${m.seconds.toFixed(2).padStart(7)} s  ${m.mibPerSecond.toFixed(1).padStart(7)} MiB/s`),

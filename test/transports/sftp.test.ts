@@ -6,6 +6,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import sinon from 'sinon';
+import SftpClient from 'ssh2-sftp-client';
 import { stringify } from 'yaml';
 import { SbeError, type SourceIssue } from '../../daemon/errors';
 import type { Logger } from '../../daemon/logger';
@@ -138,6 +140,17 @@ describe('transports/sftp', () => {
       expect(classify(Object.assign(new Error('Timed out while waiting for handshake'), { level: 'client-timeout' })).code).to.equal('DELIVERY_FAILED');
       expect(classify(new Error('No response from server')).code).to.equal('DELIVERY_FAILED');
     });
+
+    it('classifies connection errors after ssh2-sftp-client rewrapped them (message prefixed, level lost, code kept)', () => {
+      const rewrapped = (message: string, code?: string) => Object.assign(new Error(message), { code });
+      const auth = classify(rewrapped('getConnection: All configured authentication methods failed'));
+      expect(auth.code).to.equal('DELIVERY_REFUSED');
+      expect(auth.reason).to.match(/^authentication failed: /);
+      const timeout = classify(rewrapped('getConnection: Timed out while waiting for handshake'));
+      expect(timeout).to.deep.equal({ code: 'DELIVERY_FAILED', reason: 'timed out: getConnection: Timed out while waiting for handshake' });
+      expect(classify(rewrapped('_fastPut: read ECONNRESET', 'ECONNRESET'))).to.deep.equal({ code: 'DELIVERY_FAILED', reason: 'connection reset (_fastPut: read ECONNRESET)' });
+      expect(classify(rewrapped('getConnection: connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED')).code).to.equal('DELIVERY_FAILED');
+    });
   });
 
   describe('publishing on a server without posix-rename@openssh.com', () => {
@@ -211,6 +224,18 @@ describe('transports/sftp', () => {
     after(async () => {
       await sshd?.stop();
       if (work) fs.rmSync(work, { recursive: true, force: true });
+    });
+
+    // Nothing of the transport (nor of ssh2-sftp-client, whose default listeners use the console) may print.
+    let consoleCalls: sinon.SinonSpy[] = [];
+    beforeEach(() => {
+      consoleCalls = (['log', 'info', 'warn', 'error', 'debug'] as const).map((method) => sinon.spy(console, method));
+    });
+    afterEach(function () {
+      const printed = consoleCalls.flatMap((spy) => spy.getCalls().map((call) => `console.${spy.name ?? '?'}: ${call.args.map(String).join(' ')}`));
+      for (const spy of consoleCalls) spy.restore();
+      consoleCalls = [];
+      if (this.currentTest?.state === 'passed' && printed.length > 0) throw new Error(`the test printed to the console:\n${printed.join('\n')}`);
     });
 
     beforeEach(() => {
@@ -507,6 +532,62 @@ describe('transports/sftp', () => {
       await transport().deliver([file], { logger });
       expect(inboxNames()).to.deep.equal(['large.xml']);
       expect(sha256(path.join(sshd.inbox, 'large.xml'))).to.equal(sha256(file.localPath));
+    });
+
+    describe('on ssh2-sftp-client', () => {
+      afterEach(() => sinon.restore());
+
+      it('makes every request through ssh2-sftp-client, with the upload tuning, and ends the connection', async () => {
+        const methods = ['connect', 'stat', 'delete', 'fastPut', 'posixRename', 'rename', 'end'] as const;
+        const spies = {} as Record<(typeof methods)[number], sinon.SinonSpy>;
+        for (const method of methods) spies[method] = sinon.spy(SftpClient.prototype, method) as unknown as sinon.SinonSpy;
+        await transport().deliver([outboxFile('via-client.xml', 'x'.repeat(100_000))], { logger });
+        expect(inboxNames()).to.deep.equal(['via-client.xml']);
+        expect(spies.connect.callCount).to.equal(1);
+        const config = spies.connect.firstCall.args[0] as Record<string, unknown>;
+        expect(config).to.include({ host: '127.0.0.1', port: sshd.port, username: sshd.user, readyTimeout: 5000, keepaliveInterval: 10_000, keepaliveCountMax: 3 });
+        expect(config.hostVerifier).to.be.a('function');
+        expect(config).to.not.have.any.keys('debug', 'retries');
+        expect(spies.delete.firstCall.args).to.deep.equal([`${sshd.inbox}/.via-client.xml.part`, true]);
+        expect(spies.fastPut.callCount).to.equal(1);
+        expect(spies.fastPut.firstCall.args[2]).to.include({ concurrency: 64, chunkSize: 32 * 1024 });
+        expect(spies.fastPut.firstCall.args[2].step).to.be.a('function');
+        expect(spies.stat.args.map((args) => args[0])).to.deep.equal([sshd.inbox, `${sshd.inbox}/.via-client.xml.part`]);
+        expect(spies.posixRename.firstCall.args).to.deep.equal([`${sshd.inbox}/.via-client.xml.part`, `${sshd.inbox}/via-client.xml`]);
+        expect(spies.rename.callCount).to.equal(0);
+        expect(spies.end.callCount).to.equal(1);
+      });
+
+      /** Makes the server look as if it did not announce posix-rename@openssh.com (ssh2 then refuses to send it). */
+      function withoutPosixRename(): void {
+        const connect = SftpClient.prototype.connect;
+        sinon.stub(SftpClient.prototype, 'connect').callsFake(async function (this: SftpClient, config) {
+          const session = await connect.call(this, config);
+          delete (session as unknown as { _extensions: Record<string, string> })._extensions['posix-rename@openssh.com'];
+          return session;
+        });
+      }
+
+      it('falls back to a plain rename when the server lacks posix-rename@openssh.com and the name is free', async () => {
+        withoutPosixRename();
+        const rename = sinon.spy(SftpClient.prototype, 'rename');
+        await transport().deliver([outboxFile('plain.xml', 'plain rename')], { logger });
+        expect(inboxNames()).to.deep.equal(['plain.xml']);
+        expect(fs.readFileSync(path.join(sshd.inbox, 'plain.xml'), 'utf8')).to.equal('plain rename');
+        expect(rename.callCount).to.equal(1);
+      });
+
+      it('refuses to replace an existing file when the server lacks posix-rename@openssh.com', async () => {
+        await transport().deliver([outboxFile('kept.xml', 'first')], { logger });
+        withoutPosixRename();
+        const error = await caught(transport().deliver([outboxFile('kept.xml', 'second')], { logger }));
+        expect(error.code).to.equal('DELIVERY_REFUSED');
+        expect(error.message).to.equal(
+          `renaming ${sshd.inbox}/.kept.xml.part to ${sshd.inbox}/kept.xml: the server does not offer posix-rename@openssh.com and ${sshd.inbox}/kept.xml already exists, `
+          + 'so it cannot be replaced atomically; remove it or use an OpenSSH-compatible server',
+        );
+        expect(fs.readFileSync(path.join(sshd.inbox, 'kept.xml'), 'utf8')).to.equal('first');
+      });
     });
 
     it('delivers an empty file', async () => {
