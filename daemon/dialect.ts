@@ -26,8 +26,11 @@ export function dialectFor(name: DialectName, knex: Knex): Dialect {
         // fixed-width UTC text that compares like the instant it names.
         timestamp: (column) => knex.raw(`strftime('%Y-%m-%dT%H:%M:%fZ', ??)`, [column]),
         timestampValue: (date) => date.toISOString(),
-        // SQLite's BINARY collation compares UTF-8 bytes: code-point order already.
-        codePointOrder: (expression) => expression,
+        // SQLite's BINARY collation compares UTF-8 bytes: code-point order already. The unary
+        // `+` (a no-op on text) keeps the planner from walking users in primary_id index order
+        // to save the sort: it then nested-loop scanned the materialized balances for every
+        // user (200k users: 4 min 45 s instead of 0.4 s).
+        codePointOrder: (expression) => knex.raw('+?', [expression]),
         // A LIMIT keeps SQLite from flattening the subquery into the LEFT JOIN. Flattened,
         // SQLite 3.5x without ANALYZE statistics scanned every active block for every user
         // (100k users: 6 minutes instead of 0.2 s); materialized, it hashes it once.

@@ -12,19 +12,19 @@ testRule(matchId, {
   sql: [
     {
       options: {},
-      sqlite: ['select `u`.`id`, `u`.`primary_id` as `user_id_value` from `users` as `u` order by `u`.`primary_id`', []],
+      sqlite: ['select `u`.`id`, `u`.`primary_id` as `user_id_value` from `users` as `u` order by +`u`.`primary_id`', []],
       pg: ['select "u"."id", "u"."primary_id" as "user_id_value" from "users" as "u" order by "u"."primary_id" collate "C"', []],
       mysql: ['select `u`.`id`, `u`.`primary_id` as `user_id_value` from `users` as `u` order by cast(`u`.`primary_id` as binary)', []],
     },
     {
       options: { idType: 'STUDENT_ID' },
-      sqlite: ['select `u`.`id`, `mid`.`value` as `user_id_value` from `users` as `u` left join `user_identifiers` as `mid` on `mid`.`user_id` = `u`.`id` and `mid`.`id_type` = ? order by `mid`.`value`', ['STUDENT_ID']],
+      sqlite: ['select `u`.`id`, `mid`.`value` as `user_id_value` from `users` as `u` left join `user_identifiers` as `mid` on `mid`.`user_id` = `u`.`id` and `mid`.`id_type` = ? order by +`mid`.`value`', ['STUDENT_ID']],
       pg: ['select "u"."id", "mid"."value" as "user_id_value" from "users" as "u" left join "user_identifiers" as "mid" on "mid"."user_id" = "u"."id" and "mid"."id_type" = $1 order by "mid"."value" collate "C"', ['STUDENT_ID']],
       mysql: ['select `u`.`id`, `mid`.`value` as `user_id_value` from `users` as `u` left join `user_identifiers` as `mid` on `mid`.`user_id` = `u`.`id` and `mid`.`id_type` = ? order by cast(`mid`.`value` as binary)', ['STUDENT_ID']],
     },
     {
       options: { idType: 'STUDENT_ID', missing: 'primary' },
-      sqlite: ['select `u`.`id`, coalesce(`mid`.`value`, `u`.`primary_id`) as `user_id_value` from `users` as `u` left join `user_identifiers` as `mid` on `mid`.`user_id` = `u`.`id` and `mid`.`id_type` = ? order by coalesce(`mid`.`value`, `u`.`primary_id`)', ['STUDENT_ID']],
+      sqlite: ['select `u`.`id`, coalesce(`mid`.`value`, `u`.`primary_id`) as `user_id_value` from `users` as `u` left join `user_identifiers` as `mid` on `mid`.`user_id` = `u`.`id` and `mid`.`id_type` = ? order by +coalesce(`mid`.`value`, `u`.`primary_id`)', ['STUDENT_ID']],
       pg: ['select "u"."id", coalesce("mid"."value", "u"."primary_id") as "user_id_value" from "users" as "u" left join "user_identifiers" as "mid" on "mid"."user_id" = "u"."id" and "mid"."id_type" = $1 order by coalesce("mid"."value", "u"."primary_id") collate "C"', ['STUDENT_ID']],
       mysql: ['select `u`.`id`, coalesce(`mid`.`value`, `u`.`primary_id`) as `user_id_value` from `users` as `u` left join `user_identifiers` as `mid` on `mid`.`user_id` = `u`.`id` and `mid`.`id_type` = ? order by cast(coalesce(`mid`.`value`, `u`.`primary_id`) as binary)', ['STUDENT_ID']],
     },
