@@ -138,11 +138,15 @@ export class Daemon {
       throw error;
     }
     this.started = true;
+    if (this.stopRequested) {
+      // Stopped before it was ready: nothing is scheduled or resumed.
+      void this.shutdown(this.stopRequested);
+      return;
+    }
     this.applyProfiles(profiles, true);
     this.logger.info(`ready: ${profiles.size} profile(s) in effect, ${[...profiles.values()].filter((p) => p.schedule).length} scheduled`);
     this.notifier.notify({ READY: 1, STATUS: this.statusText() });
-    if (this.stopRequested) void this.shutdown(this.stopRequested);
-    else if (this.reloadQueued) void this.reload();
+    if (this.reloadQueued) void this.reload();
   }
 
   private installSignalHandlers(): void {
