@@ -31,6 +31,8 @@ interface Options {
   keep?: string;
   json: boolean;
   now: string;
+  /** Sign the export (XML-DSig and OpenPGP, keys made by `keys generate`). */
+  signed: boolean;
   /** Source dialect: SQLite in the work directory, or a fresh database on the PG_URL / MYSQL_URL server. */
   dialect: 'sqlite' | 'pg' | 'mysql';
 }
@@ -40,6 +42,7 @@ const USAGE = `usage: npm run bench -- [--users N] [--keep DIR] [--json] [--now 
   --keep DIR   work in DIR (created; must be empty or absent) and keep it for inspection
   --json       print the result as JSON
   --now ISO    run time for the seed and the export (default ${DEFAULT_NOW})
+  --signed     sign the export (XML-DSig and OpenPGP, method: both)
   --dialect D  sqlite (default), pg or mysql: a fresh database sbe_bench on the server of
                $PG_URL / $MYSQL_URL, dropped afterwards unless --keep`;
 
@@ -70,7 +73,7 @@ async function createServerDatabase(dialect: 'pg' | 'mysql'): Promise<{ url: str
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { users: DEFAULT_USERS, json: false, now: DEFAULT_NOW, dialect: 'sqlite' };
+  const options: Options = { users: DEFAULT_USERS, json: false, now: DEFAULT_NOW, dialect: 'sqlite', signed: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [name, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -91,6 +94,9 @@ function parseArgs(argv: readonly string[]): Options {
         break;
       case '--json':
         options.json = true;
+        break;
+      case '--signed':
+        options.signed = true;
         break;
       case '--now':
         options.now = value();
@@ -230,7 +236,16 @@ interface ExportJson {
   destination?: string;
 }
 
-function profileYaml(inbox: string): string {
+function profileYaml(inbox: string, keysDir?: string): string {
+  const signing = keysDir
+    ? [
+      '  signing:',
+      '    method: both',
+      `    privateKey: ${JSON.stringify(path.join(keysDir, 'signing.pem'))}`,
+      '    keyName: bench',
+      `    pgpKey: ${JSON.stringify(path.join(keysDir, 'pgp-secret.asc'))}`,
+    ]
+    : [];
   return [
     '# Written by test/bench/export-bench.ts: everyone with a counting block or a positive balance.',
     'id: bench',
@@ -243,6 +258,7 @@ function profileYaml(inbox: string): string {
     '    with: { days: 0 }',
     'output:',
     '  fileName: "user-blocks-{runId}.xml"',
+    ...signing,
     'delivery:',
     '  transport: local',
     `  directory: ${JSON.stringify(inbox)}`,
@@ -304,7 +320,8 @@ async function bench(options: Options): Promise<number> {
     const configFile = path.join(workDir, 'config.yaml');
     fs.writeFileSync(configFile, `database: ${JSON.stringify(database)}\nstateDir: ${JSON.stringify(stateDir)}\nlog:\n  level: info\n  format: text\n`);
     const profileFile = path.join(workDir, 'bench-profile.yaml');
-    fs.writeFileSync(profileFile, profileYaml(inbox));
+    const keysDir = options.signed ? path.join(workDir, 'keys') : undefined;
+    fs.writeFileSync(profileFile, profileYaml(inbox, keysDir));
     const env: NodeJS.ProcessEnv = { ...process.env, SIS_BLOCK_EXPORT_STATE_DIR: stateDir };
     delete env.NOTIFY_SOCKET;
     delete env.JOURNAL_STREAM;
@@ -312,6 +329,11 @@ async function bench(options: Options): Promise<number> {
     const progress = (line: string): void => {
       if (!options.json) process.stderr.write(`${line}\n`);
     };
+
+    if (keysDir) {
+      const keys = await runCli(workDir, 'keys', ['keys', 'generate', '--out', keysDir, '--pgp', '--name', 'Bench', '--email', 'bench@example.edu'], env);
+      if (keys.code !== 0) failChild('keys generate', keys);
+    }
 
     // 1. Seed.
     progress(`seeding ${options.users} demo users into ${server ? database : dbFile} ...`);
@@ -347,7 +369,7 @@ async function bench(options: Options): Promise<number> {
     const seedSeconds = seed.wallMs / 1000;
     const m = run.measured!;
     const phases = exportPhases(run.stderrFile, m.mainMs);
-    const reproduce = `npm run bench -- --users ${options.users}${options.dialect === 'sqlite' ? '' : ` --dialect ${options.dialect}`}${options.now === DEFAULT_NOW ? '' : ` --now ${options.now}`}${options.json ? ' --json' : ''}`;
+    const reproduce = `npm run bench -- --users ${options.users}${options.signed ? ' --signed' : ''}${options.dialect === 'sqlite' ? '' : ` --dialect ${options.dialect}`}${options.now === DEFAULT_NOW ? '' : ` --now ${options.now}`}${options.json ? ' --json' : ''}`;
     const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
     const result = {
       ok: problems.length === 0,

@@ -322,4 +322,19 @@ describe('export with the run ledger (SPEC 8)', function () {
     const status = JSON.parse((await runCli(['status', '--json'], current.env)).stdout) as Record<string, { state: string; attempts: number }[]>;
     expect(status.test![0]).to.include({ state: 'failed', attempts: 3 });
   });
+
+  it('prunes outbox files of delivered runs older than outboxRetention; the ledger keeps the rows', async () => {
+    current = await setup([{ id: 1, primaryId: 'a', blocks: [{}] }]);
+    const file = current.writeProfile({});
+    const config = path.join(current.source.dir, 'config.yaml');
+    fs.writeFileSync(config, stringify({ stateDir: 'state', outboxRetention: '1ms' }));
+    expect((await runCli(['export', '--config', config, '--profile', file, '--now', '2026-12-01T02:00:00Z'], {})).code).to.equal(0);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await runCli(['export', '--config', config, '--profile', file, '--now', '2026-12-02T02:00:00Z'], {})).code).to.equal(0);
+    const outbox = path.join(current.source.dir, 'state', 'outbox');
+    expect(fs.readdirSync(outbox)).to.not.include('test-20261201T020000Z');
+    const runs = (JSON.parse((await runCli(['status', '--json', '--config', config], {})).stdout) as Record<string, { runId: string; state: string; files: unknown[] }[]>).test!;
+    expect(runs.map((run) => [run.runId, run.state])).to.deep.equal([['test-20261202T020000Z', 'delivered'], ['test-20261201T020000Z', 'delivered']]);
+    expect(runs[1]!.files).to.deep.equal([]);
+  });
 });

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { stringify } from 'yaml';
 import { seedDemo } from '../../daemon/seed';
 import { BIN, runCli } from '../helpers/cli';
-import { startSshd, sshdUnavailable, type Sshd } from '../helpers/sshd';
+import { freePort, startSshd, sshdUnavailable, type Sshd } from '../helpers/sshd';
 import { createSqliteSource, type TestSource } from '../helpers/sourceDb';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy';
 import { xmllintValidate } from '../helpers/xmllint';
@@ -113,5 +114,46 @@ describe('export delivered over SFTP (SPEC 7, 8)', function () {
     const status = await runCli(['status', '--profile', 'pair'], env);
     expect(status.stdout).to.match(/pair-20261205T020000Z\s+delivered/);
     expect(status.stdout).to.match(/pair-20261204T020000Z\s+superseded .*superseded by pair-20261205T020000Z/);
+  });
+
+  it('a link cut twice mid-transfer, then let through: retried, the file arrives once and complete, no .part remains', async () => {
+    const state = path.join(source.dir, 'state-cut');
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: sshd.port }, { afterBytes: 300_000, mode: 'reset', faultyConnections: 2 });
+    const file = profile('cut', proxy.port, { retry: { attempts: 5, initialDelay: '200ms', maxDelay: '1s' } });
+    const result = await runCli(['export', '--profile', file, '--now', '2026-12-04T02:00:00Z'], { SIS_BLOCK_EXPORT_STATE_DIR: state });
+    expect(result.code, result.stderr).to.equal(0);
+    expect(result.stderr.match(/attempt \d of 5 failed, retrying/g)).to.have.length(2);
+    expect(proxy.faults).to.equal(2);
+    expect(fs.readdirSync(sshd.inbox)).to.deep.equal(['user-blocks-cut-20261204T020000Z.xml']);
+    const outboxed = path.join(state, 'outbox', 'cut-20261204T020000Z', 'user-blocks-cut-20261204T020000Z.xml');
+    expect(fs.readFileSync(path.join(sshd.inbox, 'user-blocks-cut-20261204T020000Z.xml')).equals(fs.readFileSync(outboxed))).to.equal(true);
+    const status = JSON.parse((await runCli(['status', '--json'], { SIS_BLOCK_EXPORT_STATE_DIR: state })).stdout) as Record<string, { state: string; attempts: number }[]>;
+    expect(status.cut![0]).to.include({ state: 'delivered', attempts: 3 });
+  });
+
+  it('a server that is down at the start and up two seconds later: delivered within the retry budget', async () => {
+    const state = path.join(source.dir, 'state-late');
+    const port = await freePort();
+    const file = profile('late', port, { retry: { attempts: 10, initialDelay: '500ms', maxDelay: '1s' } });
+    let late: net.Server | undefined;
+    const timer = setTimeout(() => {
+      late = net.createServer((client) => {
+        const upstream = net.connect(sshd.port, '127.0.0.1');
+        client.on('error', () => undefined);
+        upstream.on('error', () => undefined);
+        client.pipe(upstream).pipe(client);
+      }).listen(port, '127.0.0.1');
+    }, 2_000);
+    try {
+      const started = Date.now();
+      const result = await runCli(['export', '--profile', file, '--now', '2026-12-04T02:00:00Z'], { SIS_BLOCK_EXPORT_STATE_DIR: state });
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stderr).to.match(/attempt 1 of 10 failed, retrying in .*ECONNREFUSED/);
+      expect(Date.now() - started).to.be.above(1_500);
+      expect(fs.readdirSync(sshd.inbox)).to.deep.equal(['user-blocks-late-20261204T020000Z.xml']);
+    } finally {
+      clearTimeout(timer);
+      await new Promise((resolve) => (late ? late.close(resolve) : resolve(undefined)));
+    }
   });
 });
