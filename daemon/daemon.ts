@@ -169,8 +169,15 @@ export class Daemon {
   private async recoverCrashedRuns(): Promise<void> {
     for (const run of await this.ledger.unfinishedRuns()) {
       if (run.state !== 'building') continue; // `delivering` is simply pending: transports replace their temp files
-      await this.ledger.markInterrupted(run.runId, 'cut short by a crash or kill while building; rebuilt at the next start');
-      this.logger.warn('run left in building by a crash: marked interrupted, it is rebuilt', { profile: run.profileId, run: run.runId });
+      // With a shared ledger another live instance may be building it right now: only a run
+      // whose profile lock is free was really cut short.
+      const marked = await this.ledger.withProfileLock(run.profileId, async () => {
+        const current = await this.ledger.get(run.runId);
+        if (current?.state !== 'building') return false;
+        await this.ledger.markInterrupted(run.runId, 'cut short by a crash or kill while building; rebuilt at the next start');
+        return true;
+      });
+      if (marked?.value) this.logger.warn('run left in building by a crash: marked interrupted, it is rebuilt', { profile: run.profileId, run: run.runId });
     }
   }
 
