@@ -6,7 +6,7 @@ import { registerSigningCommands } from './cliSigning';
 import { loadConfig, type Config } from './config';
 import { openDatabase, parseDatabaseUrl } from './database';
 import { ExitCode, SbeError, exitCodeOf } from './errors';
-import { runExport, type ExportSummary } from './exporter';
+import { runExport, sourceTarget, type ExportSummary } from './exporter';
 import { Ledger, type RunRecord } from './ledger';
 import { createLogger, type Logger, type LogLevel } from './logger';
 import { migrateLatest } from './migrations';
@@ -96,7 +96,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       if (opts.json) {
         io.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       } else {
-        if (opts.dryRun) io.stdout.write(`-- selection SQL (${parseDatabaseUrl(profile.database ?? config.database, config.baseDir).dialect})\n${summary.sql}\n`);
+        if (opts.dryRun) io.stdout.write(`-- selection SQL (${sourceTarget(profile, config).dialect})\n${summary.sql}\n`);
         printSummary(io.stdout, summary, profile.currency, opts.dryRun ?? false);
       }
     });
