@@ -8,9 +8,6 @@ export interface RelationSource {
   relation(knex: Knex, name: CanonicalRelation, alias: string, context: { currency: string; now: Date }): Knex.QueryBuilder | string;
 }
 
-export const nativeRelations: RelationSource = {
-  relation: (_knex, name, alias) => `${name} as ${alias}`,
-};
 
 export interface SelectionInput {
   knex: Knex;

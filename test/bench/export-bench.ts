@@ -20,6 +20,7 @@ import path from 'node:path';
 import knexFactory from 'knex';
 import sqlite3 from 'sqlite3';
 import { parseDatabaseUrl } from '../../daemon/database';
+import { withDatabase } from '../helpers/dialectDb';
 import type { ChildMeasurement } from './measure-child';
 
 const DEFAULT_USERS = 100_000;
@@ -55,10 +56,8 @@ async function createServerDatabase(dialect: 'pg' | 'mysql'): Promise<{ url: str
   const name = dialect === 'pg' ? '"sbe_bench"' : '`sbe_bench`';
   await admin.raw(`drop database if exists ${name}`);
   await admin.raw(`create database ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = '/sbe_bench';
   return {
-    url: url.toString(),
+    url: withDatabase(adminUrl, 'sbe_bench'),
     async sizeBytes() {
       const result = (await admin.raw(dialect === 'pg'
         ? "select pg_database_size('sbe_bench') as size"

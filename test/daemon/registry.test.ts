@@ -8,7 +8,8 @@ import { SbeError } from '../../daemon/errors';
 import { packageRoot } from '../../daemon/paths';
 import { parseProfile } from '../../daemon/profiles';
 import { builtinRegistry, checkRuleDefinition, loadRegistry, type Registry } from '../../daemon/registry';
-import { composeSelection, nativeRelations } from '../../daemon/selection';
+import { composeSelection } from '../../daemon/selection';
+import nativeRelations from '../../daemon/sources/native';
 import { runCli } from '../helpers/cli';
 import { createSqliteSource, insertUsers, select } from '../helpers/sourceDb';
 

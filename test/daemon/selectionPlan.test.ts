@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { dialectFor } from '../../daemon/dialect';
 import { seedDemo } from '../../daemon/seed';
-import { composeSelection, nativeRelations } from '../../daemon/selection';
+import { composeSelection } from '../../daemon/selection';
+import nativeRelations from '../../daemon/sources/native';
 import { createSqliteSource, makeProfile, type TestSource } from '../helpers/sourceDb';
 
 /**

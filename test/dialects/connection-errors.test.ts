@@ -4,7 +4,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { stringify } from 'yaml';
 import { runCli } from '../helpers/cli';
-import { createDialectSource, type DialectSource } from '../helpers/dialectDb';
+import { SERVERS, createDialectSource, type DialectSource } from '../helpers/dialectDb';
 
 /** Every way a source database can be unusable is exit 3 with a message naming it; no secret is shown. */
 describe('source database errors (issue 6)', function () {
@@ -21,12 +21,8 @@ describe('source database errors (issue 6)', function () {
     return runCli(['export', '--profile', profile], { SIS_BLOCK_EXPORT_STATE_DIR: path.join(work, 'state'), ...env });
   }
 
-  const servers = [
-    { dialect: 'pg', url: process.env.PG_URL },
-    { dialect: 'mysql', url: process.env.MYSQL_URL },
-  ] as const;
 
-  for (const { dialect, url } of servers) {
+  for (const { dialect, url } of SERVERS) {
     describe(dialect, () => {
       before(function () {
         if (!url) this.skip();

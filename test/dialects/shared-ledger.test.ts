@@ -5,17 +5,13 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { Ledger } from '../../daemon/ledger';
 import { packageRoot } from '../../daemon/paths';
-import { createDialectSource, type DialectSource } from '../helpers/dialectDb';
+import { SERVERS, createDialectSource, type DialectSource } from '../helpers/dialectDb';
 
 /** A ledger in a shared database, as two daemons on two hosts use it (issue 6). */
 describe('shared ledger: claims and profile locks', function () {
   this.timeout(60_000);
-  const servers = [
-    { dialect: 'pg', url: process.env.PG_URL },
-    { dialect: 'mysql', url: process.env.MYSQL_URL },
-  ] as const;
 
-  for (const { dialect, url } of servers) {
+  for (const { dialect, url } of SERVERS) {
     describe(dialect, () => {
       let database: DialectSource;
       let stateDir: string;

@@ -14,12 +14,19 @@ export interface DialectSource {
   drop(): Promise<void>;
 }
 
+/** The database servers of this run, each with its URL from PG_URL / MYSQL_URL (undefined: not given, skip). */
+export const SERVERS = [
+  { dialect: 'pg', url: process.env.PG_URL },
+  { dialect: 'mysql', url: process.env.MYSQL_URL },
+] as const;
+
 /** The dialects this run can test: SQLite always; PostgreSQL and MariaDB when PG_URL / MYSQL_URL are set. */
 export function availableDialects(env: NodeJS.ProcessEnv = process.env): DialectName[] {
   return ['sqlite', ...(env.PG_URL ? (['pg'] as const) : []), ...(env.MYSQL_URL ? (['mysql'] as const) : [])];
 }
 
-function withDatabase(url: string, database: string): string {
+/** The same server URL naming another database. */
+export function withDatabase(url: string, database: string): string {
   const parsed = new URL(url);
   parsed.pathname = `/${database}`;
   return parsed.toString();

@@ -4,7 +4,7 @@ import { dialectFor } from '../../daemon/dialect';
 import type { DialectName } from '../../daemon/database';
 import { SbeError } from '../../daemon/errors';
 import type { AnyRule, RuleContext, Stage } from '../../daemon/ruleApi';
-import { nativeRelations } from '../../daemon/selection';
+import nativeRelations from '../../daemon/sources/native';
 import { compileSchema } from '../../daemon/validator';
 import { createSqliteSource, insertUsers, makeProfile, select, type TestSource, type UserFixture } from './sourceDb';
 

@@ -9,7 +9,8 @@ import { migrateLatest } from '../../daemon/migrations';
 import { parseProfile, type Profile } from '../../daemon/profiles';
 import { builtinRegistry, type Registry } from '../../daemon/registry';
 import { groupUsers, streamRows, type SelectedUser } from '../../daemon/rowSource';
-import { composeSelection, nativeRelations } from '../../daemon/selection';
+import { composeSelection } from '../../daemon/selection';
+import nativeRelations from '../../daemon/sources/native';
 import { seedReferenceData } from '../../daemon/seed';
 import { parseStoredTimestamp } from '../../daemon/timestamps';
 

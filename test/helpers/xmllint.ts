@@ -3,23 +3,13 @@
  * and canonicalization of export files.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import * as path from 'node:path';
-
-/** The package root: the nearest directory above this file that contains package.json. */
-export function packageRoot(start: string = __dirname): string {
-  let dir = path.resolve(start);
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`no package.json found above ${start}`);
-    dir = parent;
-  }
-}
+import { packageRoot } from '../../daemon/paths';
 
 /** The repository's export schema, `daemon/user-blocks-1.xsd`. */
 export function defaultXsdPath(): string {
-  return path.join(packageRoot(), 'daemon', 'user-blocks-1.xsd');
+  return path.join(packageRoot, 'daemon', 'user-blocks-1.xsd');
 }
 
 /** Full path of `name` on PATH, or undefined. */

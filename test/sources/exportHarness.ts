@@ -138,11 +138,7 @@ export class ExportHarness {
 }
 
 /** `base` (a postgres:// or mysql:// URL) with another database name. */
-export function withDatabase(base: string, database: string): string {
-  const url = new URL(base);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
+export { withDatabase } from '../helpers/dialectDb';
 
 /** The statements of a fixture .sql file: separated by lines holding only ";". */
 export function fixtureStatements(file: string): string[] {
